@@ -6,6 +6,7 @@
      +-- DeadlineExceeded           the caller's deadline passed before the answer was ready
      +-- Unavailable                the server is draining or has no worker to run the call
      +-- Internal                   a bug or a crashed worker: an error id that is in the log
+     +-- Reported                   any of these, already a Status (made in a worker process)
 
 Domain code and worker processes raise these without knowing anything about gRPC: this
 module imports only protobuf messages. `QulabError.to_status()` is the single place an
@@ -29,6 +30,7 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "QulabError",
+    "Reported",
     "ResourceExhausted",
     "Unavailable",
 ]
@@ -166,3 +168,19 @@ class Internal(QulabError):
             reason=reason,
             metadata={"error_id": self.error_id},
         )
+
+
+class Reported(QulabError):
+    """An error a worker process already turned into a `google.rpc.Status`."""
+
+    def __init__(self, status: status_pb2.Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+        self.code = status.code  # type: ignore[misc]  # per instance, from the worker
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Reported:
+        return cls(status_pb2.Status.FromString(body))
+
+    def to_status(self) -> status_pb2.Status:
+        return self.status

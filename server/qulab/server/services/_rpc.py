@@ -1,0 +1,263 @@
+"""What every servicer method does around its domain call, in one place.
+
+`Rpc.unary(...)` / `Rpc.stream(...)` wrap a servicer coroutine into a gRPC method handler:
+they stamp the call (request id, time received, deadline) and are the single boundary where
+a QulabError, or any bug, becomes a gRPC status with google.rpc details (a bug as INTERNAL
+with an error id that is logged; never a traceback on the wire).
+
+Inside, servicers call `validate` (the request's protovalidate rules), `Rpc.compute` (cache,
+then the worker pool) and `Rpc.provenance`. Responses travel as bytes end to end: the
+worker's serialized answer plus the serialized provenance field (protobuf concatenation is
+a merge), so the event loop neither parses nor re-serializes what workers computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import protovalidate
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+
+from qulab.server import provenance
+from qulab.server.cache import ResultCache
+from qulab.server.config import Settings
+from qulab.server.errors import (
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    QulabError,
+    ResourceExhausted,
+    Unavailable,
+)
+from qulab.server.workers.pool import ItemResult, WorkerPool
+from qulab.v1 import common_pb2
+
+__all__ = ["ANONYMOUS", "Call", "Rpc", "validate"]
+
+_log = logging.getLogger("qulab.rpc")
+_REQUEST_ID_KEY = "x-request-id"
+_MAX_REQUEST_ID = 128
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+ANONYMOUS = "anonymous"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+RequestT = TypeVar("RequestT", bound=Message)
+
+
+class ResponseType(Protocol):
+    def __call__(self, *, provenance: common_pb2.Provenance) -> Message: ...
+
+
+@dataclass(slots=True)
+class Call:
+    """One RPC as the servicer sees it."""
+
+    method: str
+    request_id: str
+    principal: str
+    received_ns: int
+    client_deadline: float | None  # loop.time() seconds; None when the caller set none
+
+
+def _field_path(violation: protovalidate.Violation) -> str:
+    parts: list[str] = []
+    for element in violation.proto.field.elements:
+        part = element.field_name
+        subscript = element.subscript
+        if subscript is not None and subscript.value is not None:
+            key = subscript.value
+            part += f"[{key!r}]" if isinstance(key, str) else f"[{key}]"
+        parts.append(part)
+    return ".".join(parts)
+
+
+def validate(request: Message) -> None:
+    """Check the request against the rules in its proto; InvalidArgument names each field."""
+    try:
+        protovalidate.validate(request)
+    except protovalidate.ValidationError as exc:
+        raise InvalidArgument(*(
+            FieldViolation(field=_field_path(v), description=v.proto.message,
+                           reason=v.proto.rule_id)
+            for v in exc.violations
+        )) from None
+
+
+class Rpc:
+    """Shared by every servicer: the pool, the cache and the settings."""
+
+    def __init__(self, settings: Settings, pool: WorkerPool, cache: ResultCache) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._cache = cache
+        self.in_flight = 0
+        self.idle = asyncio.Event()  # set while no call is in flight (the drain waits on it)
+        self.idle.set()
+        self.draining = False  # new calls are refused with UNAVAILABLE
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        self.idle.clear()
+
+    def _exit(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight:
+            self.idle.set()
+
+    # -- handler wrappers: the error boundary -------------------------------------------
+
+    def unary(
+        self, method: str, handler: Callable[[RequestT, Context, Call], Awaitable[bytes]],
+        request_type: type[RequestT],
+    ) -> grpc.RpcMethodHandler[RequestT, bytes]:
+        async def serve(request: RequestT, context: Context) -> bytes:
+            call = self._start(context, method)
+            self._enter()
+            try:
+                try:
+                    self._admit()
+                    return await handler(request, context, call)
+                except asyncio.CancelledError:
+                    _log_cancelled(call)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the one boundary; see _as_error
+                    error = _as_error(exc, call)
+                await _abort(context, call, error)
+                raise AssertionError("unreachable: abort raises")
+            finally:
+                self._exit()
+
+        return grpc.unary_unary_rpc_method_handler(
+            serve, request_deserializer=request_type.FromString, response_serializer=bytes)
+
+    def stream(
+        self, method: str,
+        handler: Callable[[AsyncIterator[RequestT], Context, Call], AsyncIterator[bytes]],
+        request_type: type[RequestT],
+    ) -> grpc.RpcMethodHandler[RequestT, bytes]:
+        async def serve(requests: AsyncIterator[RequestT], context: Context
+                        ) -> AsyncIterator[bytes]:
+            call = self._start(context, method)
+            self._enter()
+            try:
+                try:
+                    self._admit()
+                    async for response in handler(requests, context, call):
+                        yield response
+                    return
+                except asyncio.CancelledError:
+                    _log_cancelled(call)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the one boundary; see _as_error
+                    error = _as_error(exc, call)
+                await _abort(context, call, error)
+            finally:
+                self._exit()
+
+        return grpc.stream_stream_rpc_method_handler(
+            serve, request_deserializer=request_type.FromString, response_serializer=bytes)
+
+    def _admit(self) -> None:
+        if self.draining:
+            raise Unavailable("the server is shutting down; retry on another replica")
+
+    def _start(self, context: Context, method: str) -> Call:
+        received_ns = time.time_ns()
+        request_id = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == _REQUEST_ID_KEY and isinstance(value, str):
+                request_id = value[:_MAX_REQUEST_ID]
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
+        return Call(method=method, request_id=request_id or uuid.uuid4().hex,
+                    principal=ANONYMOUS, received_ns=received_ns, client_deadline=deadline)
+
+    # -- computing -----------------------------------------------------------------------
+
+    async def compute(self, call: Call, op: str, payload: bytes, *,
+                      wait: bool = False) -> ItemResult:
+        """Run one op on one payload, from the cache when the same payload was computed.
+
+        `wait=True` (streams) waits for room in a full queue instead of failing."""
+        digest = hashlib.sha256(payload).digest()
+        cached = self._cache.get(op, digest.hex())
+        if cached is not None:
+            now = time.time_ns()
+            return ItemResult(ok=True, body=cached, queue_ns=0, compute_ns=0, started_ns=now,
+                              finished_ns=now, worker_pid=0, cache_hit=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.default_timeout_s
+        if call.client_deadline is not None:
+            deadline = min(deadline, call.client_deadline)
+        result = await self.pool.run(op, payload, deadline=deadline, wait=wait)
+        if result.ok:
+            self._cache.put(op, digest.hex(), result.body)
+        return result
+
+    @staticmethod
+    def provenance(call: Call, request_bytes: bytes, results: Sequence[ItemResult],
+                   parameters: Mapping[str, str], output_size: int) -> common_pb2.Provenance:
+        """The provenance of an answer computed from one or more pool items."""
+        return provenance.build(
+            request_id=call.request_id, method=call.method, principal=call.principal,
+            received_ns=call.received_ns,
+            started_ns=min(r.started_ns for r in results),
+            finished_ns=max(r.finished_ns for r in results),
+            queue_ns=max(r.queue_ns for r in results),
+            compute_ns=sum(r.compute_ns for r in results),
+            input_sha256=hashlib.sha256(request_bytes).hexdigest(),
+            input_size=len(request_bytes), output_size=output_size, parameters=parameters,
+            cache_hit=all(r.cache_hit for r in results), worker_pid=results[0].worker_pid,
+        )
+
+    @staticmethod
+    def respond(body: bytes, record: common_pb2.Provenance, response_type: ResponseType,
+                code: int = code_pb2.OK) -> bytes:
+        """`body` with the provenance field appended, and the provenance logged."""
+        if _log.isEnabledFor(logging.INFO):
+            _log.info("rpc", extra={"code": code_pb2.Code.Name(code),
+                                    **provenance.log_fields(record)})
+        return body + response_type(provenance=record).SerializeToString()
+
+
+def _log_cancelled(call: Call) -> None:
+    """The caller cancelled, or its deadline passed, while the call was being served."""
+    _log.info("rpc", extra={"code": "CANCELLED", "method": call.method,
+                            "request_id": call.request_id,
+                            "duration_ns": time.time_ns() - call.received_ns})
+
+
+def _as_error(exc: Exception, call: Call) -> QulabError:
+    if isinstance(exc, QulabError):
+        return exc
+    error = Internal("internal error")
+    _log.error("unhandled error", exc_info=exc,
+               extra={"error_id": error.error_id, "request_id": call.request_id,
+                      "method": call.method})
+    return error
+
+
+async def _abort(context: Context, call: Call, error: QulabError) -> None:
+    status: status_pb2.Status = error.to_status()
+    trailers: list[tuple[str, str | bytes]] = [
+        (_STATUS_DETAILS_KEY, status.SerializeToString()), (_REQUEST_ID_KEY, call.request_id)
+    ]
+    if status.code == code_pb2.RESOURCE_EXHAUSTED:
+        # A negative pushback tells gRPC clients not to retry (e.g. a worker memory cap).
+        pushback = error.retry_after_ms if isinstance(error, ResourceExhausted) else -1
+        trailers.append((_PUSHBACK_KEY, str(pushback)))
+    name = code_pb2.Code.Name(status.code)
+    _log.info("rpc", extra={"code": name, "method": call.method, "request_id": call.request_id,
+                            "error": status.message,
+                            "duration_ns": time.time_ns() - call.received_ns})
+    await context.abort(grpc.StatusCode[name], status.message, trailing_metadata=tuple(trailers))

@@ -1,0 +1,99 @@
+"""Frames between the server and its worker processes.
+
+A frame is an 8-byte big-endian length and that many bytes. Its body is a flat pickled tuple
+of ints, strings and `bytes` (the serialized protobuf payloads) — never an object graph, so
+the cost on each side is one `loads`/`dumps` of a few fields plus the payload bytes.
+
+    server -> worker   Task(task_id, op, payloads)
+    worker -> server   Ready(pid)  once, after the worker has imported everything
+                       ItemDone(task_id, index, ok, body, started_ns, finished_ns, compute_ns,
+                                exiting)
+                       one per payload, as soon as it is computed; `body` is the serialized
+                       response when `ok`, else a serialized google.rpc.Status; `exiting`
+                       says the worker leaves after this item (the rest of its task was
+                       not started)
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+from typing import Any, NamedTuple
+
+__all__ = ["ItemDone", "Ready", "Task", "decode", "encode", "recv_frame", "send_frame"]
+
+_HEADER = struct.Struct("!Q")
+HEADER_SIZE = _HEADER.size
+
+
+class Task(NamedTuple):
+    task_id: int
+    op: str
+    payloads: list[bytes]
+
+
+class Ready(NamedTuple):
+    pid: int
+
+
+class ItemDone(NamedTuple):
+    task_id: int
+    index: int
+    ok: bool
+    body: bytes
+    started_ns: int
+    finished_ns: int
+    compute_ns: int
+    exiting: bool
+
+
+def encode(message: Task | Ready | ItemDone) -> bytes:
+    return pickle.dumps((type(message).__name__, tuple(message)), protocol=5)
+
+
+_KINDS: dict[str, Any] = {k.__name__: k for k in (Task, Ready, ItemDone)}
+
+
+def decode(frame: bytes) -> Task | Ready | ItemDone:
+    kind, fields = pickle.loads(frame)
+    result: Task | Ready | ItemDone = _KINDS[kind](*fields)
+    return result
+
+
+def body_length(header: bytes) -> int:
+    (length,) = _HEADER.unpack(header)
+    return int(length)
+
+
+def header(length: int) -> bytes:
+    return _HEADER.pack(length)
+
+
+def send_frame(sock: socket.socket, body: bytes) -> None:
+    """Blocking send, for the worker side."""
+    sock.sendall(_HEADER.pack(len(body)))
+    sock.sendall(body)
+
+
+def recv_frame(sock: socket.socket) -> bytes | None:
+    """Blocking receive, for the worker side; None when the server closed the socket."""
+    head = _recv_exactly(sock, HEADER_SIZE)
+    if head is None:
+        return None
+    body = _recv_exactly(sock, body_length(head))
+    if body is None:
+        return None
+    return body
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return bytes(buf)

@@ -1,0 +1,130 @@
+"""Fixtures that start the real server: `python -m qulab.server` on an ephemeral port,
+all of it on (workers, health, reflection), its JSON log captured line by line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+_START_TIMEOUT_S = 120.0
+
+
+class RunningServer:
+    """A server process and what it logged."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
+        full_env.update({"QULAB_PORT": "0", "QULAB_WORKERS": "2", "PYTHONUNBUFFERED": "1"})
+        full_env.update(env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "qulab.server"], env=full_env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.logs: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._listening = threading.Event()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.process.stdout, self.process.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
+        if not self._listening.wait(_START_TIMEOUT_S) or self.process.poll() is not None:
+            self.process.kill()
+            raise RuntimeError("server did not start:\n" + "\n".join(self.raw[-50:]))
+        listening = next(e for e in self.logs if e.get("message") == "listening")
+        self.port: int = listening["port"]
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.raw.append(line.rstrip("\n"))
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self.logs.append(entry)
+            if entry.get("message") == "listening":
+                self._listening.set()
+
+    def log_entries(self, **match: Any) -> list[dict[str, Any]]:
+        return [e for e in self.logs if all(e.get(k) == v for k, v in match.items())]
+
+    def wait_for_log(self, timeout: float = 30.0, count: int = 1,
+                     **match: Any) -> dict[str, Any]:
+        """The first log entry with these fields, once `count` of them have been logged.
+        (`queued` and `task sent` entries need QULAB_LOG_LEVEL=DEBUG.)"""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = self.log_entries(**match)
+            if len(found) >= count:
+                return found[0]
+            time.sleep(0.02)
+        raise AssertionError(f"fewer than {count} log entries matching {match}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return code
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the forkserver and the workers it started)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """One server shared by the tests that do not change its settings or its workers."""
+    running = RunningServer({})
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start a server of one's own, with settings; it is stopped after the test."""
+    started: list[RunningServer] = []
+
+    def start(**settings: str) -> RunningServer:
+        running = RunningServer({f"QULAB_{k.upper()}": v for k, v in settings.items()})
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop(signal.SIGKILL if running.process.poll() is None else signal.SIGTERM)
