@@ -68,13 +68,17 @@ def _protoc(args: list[str]) -> None:
 def generate(out: Path, scratch: Path) -> None:
     deps = scratch / "validate.binpb"
     _validate_descriptor_set(deps)
-    plugin = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
+    # mypy-protobuf's stubs (typed enums, typed gRPC stubs) rather than protoc's --pyi_out.
+    bin_dir = Path(sys.executable).parent
+    plugins = [
+        f"--plugin=protoc-gen-{p}={bin_dir / f'protoc-gen-{p}'}" for p in ("mypy", "mypy_grpc")
+    ]
     _protoc(
         [
             f"--descriptor_set_in={deps}",
-            f"--plugin=protoc-gen-mypy_grpc={plugin}",
+            *plugins,
             f"--python_out={out}",
-            f"--pyi_out={out}",
+            f"--mypy_out={out}",
             f"--grpc_python_out={out}",
             f"--mypy_grpc_out={out}",
             *_own_protos(),
@@ -83,8 +87,9 @@ def generate(out: Path, scratch: Path) -> None:
     _protoc(
         [
             f"--descriptor_set_in={deps}",
+            *plugins,
             f"--python_out={out}",
-            f"--pyi_out={out}",
+            f"--mypy_out={out}",
             VALIDATE_PROTO,
         ]
     )
@@ -134,8 +139,17 @@ def lint(against: Path | None) -> None:
         subprocess.run([buf, "lint", str(img), "--config", cfg, "--path", "qulab"], check=True)
         if against is not None:
             subprocess.run(
-                [buf, "breaking", str(img), "--against", str(against), "--config", cfg,
-                 "--path", "qulab"],
+                [
+                    buf,
+                    "breaking",
+                    str(img),
+                    "--against",
+                    str(against),
+                    "--config",
+                    cfg,
+                    "--path",
+                    "qulab",
+                ],
                 check=True,
             )
 

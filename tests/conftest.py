@@ -29,8 +29,12 @@ class RunningServer:
         full_env.update({"QULAB_PORT": "0", "QULAB_WORKERS": "2", "PYTHONUNBUFFERED": "1"})
         full_env.update(env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "qulab.server"], env=full_env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "qulab.server"],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.logs: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -62,8 +66,7 @@ class RunningServer:
     def log_entries(self, **match: Any) -> list[dict[str, Any]]:
         return [e for e in self.logs if all(e.get(k) == v for k, v in match.items())]
 
-    def wait_for_log(self, timeout: float = 30.0, count: int = 1,
-                     **match: Any) -> dict[str, Any]:
+    def wait_for_log(self, timeout: float = 30.0, count: int = 1, **match: Any) -> dict[str, Any]:
         """The first log entry with these fields, once `count` of them have been logged.
         (`queued` and `task sent` entries need QULAB_LOG_LEVEL=DEBUG.)"""
         end = time.monotonic() + timeout

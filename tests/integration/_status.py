@@ -28,8 +28,11 @@ def unpack_status(status: status_pb2.Status) -> Failure:
 
 def _fill(failure: Failure, status: status_pb2.Status) -> None:
     for detail in status.details:
-        for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo,
-                     error_details_pb2.RetryInfo):
+        for kind in (
+            error_details_pb2.BadRequest,
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.RetryInfo,
+        ):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()
                 detail.Unpack(message)

@@ -33,7 +33,8 @@ class Watcher:
     def __init__(self, address: str, service: str = "") -> None:
         self._channel = grpc.insecure_channel(address)
         self._stream = health_pb2_grpc.HealthStub(self._channel).Watch(
-            health_pb2.HealthCheckRequest(service=service))
+            health_pb2.HealthCheckRequest(service=service)
+        )
         self.seen: queue.Queue[int] = queue.Queue()
         self._thread = threading.Thread(target=self._follow, daemon=True)
         self._thread.start()
@@ -64,7 +65,8 @@ class Watcher:
 def _check(address: str, service: str) -> int:
     with grpc.insecure_channel(address) as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=10)
+            health_pb2.HealthCheckRequest(service=service), timeout=10
+        )
     return response.status
 
 
@@ -82,19 +84,21 @@ def test_reflection_lists_and_describes_the_services(server: RunningServer) -> N
         requests = [
             reflection_pb2.ServerReflectionRequest(list_services=""),
             reflection_pb2.ServerReflectionRequest(
-                file_containing_symbol="qulab.v1.MoleculeService"),
+                file_containing_symbol="qulab.v1.MoleculeService"
+            ),
         ]
         listed, described = list(stub.ServerReflectionInfo(iter(requests), timeout=10))
     names = {s.name for s in listed.list_services_response.service}
     assert {"qulab.v1.MoleculeService", "grpc.health.v1.Health"} <= names
-    files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
-             for raw in described.file_descriptor_response.file_descriptor_proto]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
     methods = {m.name for f in files for s in f.service for m in s.method}
     assert {"ParseMolecule", "ParseMolecules", "EncodeMolecule"} <= methods
 
 
-def test_not_serving_while_no_worker_can_serve(
-        start_server: Callable[..., RunningServer]) -> None:
+def test_not_serving_while_no_worker_can_serve(start_server: Callable[..., RunningServer]) -> None:
     server = start_server(workers="1")
     (worker,) = _workers(server, 1)
     forkserver = next(p for p in descendants(server.process.pid) if _is_forkserver(p))
@@ -118,7 +122,8 @@ def test_not_serving_while_no_worker_can_serve(
 
 
 def test_sigterm_drains_admitted_work_and_exits_zero(
-        start_server: Callable[..., RunningServer]) -> None:
+    start_server: Callable[..., RunningServer],
+) -> None:
     server = start_server(workers="2", drain_grace_s="30", log_level="DEBUG")
     workers = _workers(server, 2)
     watcher = Watcher(server.address)
@@ -128,10 +133,17 @@ def test_sigterm_drains_admitted_work_and_exits_zero(
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)  # admitted work stays in flight until we say
         try:
-            unary = [pool.submit(client.parse_molecule,
-                                 molecule_pb2.ParseMoleculeRequest(smiles=s)) for s in smiles]
-            stream = pool.submit(lambda: list(client.parse_molecules(
-                [molecule_pb2.ParseMoleculeRequest(smiles=s, id=s) for s in smiles[:5]])))
+            unary = [
+                pool.submit(client.parse_molecule, molecule_pb2.ParseMoleculeRequest(smiles=s))
+                for s in smiles
+            ]
+            stream = pool.submit(
+                lambda: list(
+                    client.parse_molecules(
+                        [molecule_pb2.ParseMoleculeRequest(smiles=s, id=s) for s in smiles[:5]]
+                    )
+                )
+            )
             server.wait_for_log(message="queued", count=len(smiles) + 5)  # all admitted
             server.process.send_signal(signal.SIGTERM)
             watcher.wait_for(NOT_SERVING)

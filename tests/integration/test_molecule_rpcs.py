@@ -61,15 +61,23 @@ def test_provenance_is_complete_and_logged(client: Client, server: RunningServer
     without.CopyFrom(answer)
     without.ClearField("provenance")
     assert p.output_size_bytes == without.ByteSize()
-    stamps = [p.received_time.ToNanoseconds(), p.started_time.ToNanoseconds(),
-              p.finished_time.ToNanoseconds()]
+    stamps = [
+        p.received_time.ToNanoseconds(),
+        p.started_time.ToNanoseconds(),
+        p.finished_time.ToNanoseconds(),
+    ]
     assert before_ns <= stamps[0] <= stamps[1] <= stamps[2] <= after_ns
     assert p.compute_duration.ToNanoseconds() > 0
     assert p.library_versions["rdkit"] == importlib.metadata.version("rdkit")
     assert p.library_versions["selfies"] == importlib.metadata.version("selfies")
     assert p.server_version
-    assert dict(p.parameters) == {"sanitize": "true", "remove_hydrogens": "true",
-                                  "strict": "false", "kekulize": "false", "isomeric": "true"}
+    assert dict(p.parameters) == {
+        "sanitize": "true",
+        "remove_hydrogens": "true",
+        "strict": "false",
+        "kekulize": "false",
+        "isomeric": "true",
+    }
     assert p.worker_pid > 0
     assert not p.cache_hit
     line = server.wait_for_log(message="rpc", request_id="trace-me-1")
@@ -95,7 +103,8 @@ def test_bad_smiles_is_invalid_argument_with_field_and_position(client: Client) 
     failure = failure_of(caught.value)
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in failure.violations] == ["smiles"]
-    assert failure.info is not None and "position" in failure.info.metadata
+    assert failure.info is not None
+    assert "position" in failure.info.metadata
     assert "Traceback" not in failure.message
     assert failure.trailers["x-request-id"]
 
@@ -108,8 +117,9 @@ def test_bad_smiles_is_invalid_argument_with_field_and_position(client: Client) 
         (molecule_pb2.ParseMoleculeRequest(smiles="C", id="x" * 300), "id"),
     ],
 )
-def test_contract_rules_are_enforced(client: Client, request_: molecule_pb2.ParseMoleculeRequest,
-                                     field: str) -> None:
+def test_contract_rules_are_enforced(
+    client: Client, request_: molecule_pb2.ParseMoleculeRequest, field: str
+) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         client.parse_molecule(request_)
     failure = failure_of(caught.value)
@@ -120,7 +130,8 @@ def test_contract_rules_are_enforced(client: Client, request_: molecule_pb2.Pars
 def test_stream_keeps_order_and_reports_errors_per_item(client: Client) -> None:
     inputs = ["CCO", "C1CC", "c1ccccc1", "", "[Xx]", "N#N", "CC(=O)O"] * 20
     requests = [
-        molecule_pb2.ParseMoleculeRequest(smiles=s, id=str(i)) if s
+        molecule_pb2.ParseMoleculeRequest(smiles=s, id=str(i))
+        if s
         else molecule_pb2.ParseMoleculeRequest(id=str(i))
         for i, s in enumerate(inputs)
     ]
@@ -140,8 +151,10 @@ def test_stream_keeps_order_and_reports_errors_per_item(client: Client) -> None:
 
 def test_stream_larger_than_its_window(client: Client) -> None:
     count = 1500  # well over the default window of 64 items in flight
-    requests = (molecule_pb2.ParseMoleculeRequest(smiles="C" * (1 + i % 40), id=str(i))
-                for i in range(count))
+    requests = (
+        molecule_pb2.ParseMoleculeRequest(smiles="C" * (1 + i % 40), id=str(i))
+        for i in range(count)
+    )
     ids = [a.id for a in client.parse_molecules(requests, timeout=120)]
     assert ids == [str(i) for i in range(count)]
 
@@ -166,24 +179,31 @@ def test_encode_equals_rdkit_and_keeps_order_past_chunks(client: Client) -> None
     codes = [s.code for s in answer.item_status]
     assert codes[5] == code_pb2.INVALID_ARGUMENT
     assert [v.field for v in unpack_status(answer.item_status[5]).violations] == [
-        "molecules[5].smiles"]
+        "molecules[5].smiles"
+    ]
     assert codes.count(code_pb2.OK) == 699
     assert not matrix[5].any()
     good = [i for i in range(700) if i != 5]
     assert np.array_equal(matrix[good], _morgan_reference([smiles[i] for i in good], 1024))
-    assert answer.provenance.input_sha256 == hashlib.sha256(
-        request.SerializeToString(deterministic=True)).hexdigest()
+    assert (
+        answer.provenance.input_sha256
+        == hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    )
     assert answer.provenance.parameters["encoding"] == "MOLECULE_ENCODING_MORGAN"
     assert answer.provenance.parameters["n_bits"] == "1024"
 
 
 def test_encode_descriptors_are_named(client: Client) -> None:
-    answer = client.encode_molecule(molecule_pb2.EncodeMoleculeRequest(
-        molecules=[molecule_pb2.MoleculeInput(smiles="CCO")],
-        encoding=molecule_pb2.MOLECULE_ENCODING_RDKIT_DESCRIPTORS))
+    answer = client.encode_molecule(
+        molecule_pb2.EncodeMoleculeRequest(
+            molecules=[molecule_pb2.MoleculeInput(smiles="CCO")],
+            encoding=molecule_pb2.MOLECULE_ENCODING_RDKIT_DESCRIPTORS,
+        )
+    )
     matrix = from_tensor(answer.features)
     names = list(answer.feature_names)
-    assert matrix.shape == (1, len(names)) and matrix.dtype == np.float64
+    assert matrix.shape == (1, len(names))
+    assert matrix.dtype == np.float64
     reference = Descriptors.CalcMolDescriptors(Chem.MolFromSmiles("CCO"))
     assert names == list(reference)
     assert matrix[0, names.index("MolWt")] == pytest.approx(reference["MolWt"])
@@ -191,8 +211,9 @@ def test_encode_descriptors_are_named(client: Client) -> None:
 
 def test_encode_without_an_encoding_is_refused(client: Client) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        client.encode_molecule(molecule_pb2.EncodeMoleculeRequest(
-            molecules=[molecule_pb2.MoleculeInput(smiles="C")]))
+        client.encode_molecule(
+            molecule_pb2.EncodeMoleculeRequest(molecules=[molecule_pb2.MoleculeInput(smiles="C")])
+        )
     failure = failure_of(caught.value)
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in failure.violations] == ["encoding"]

@@ -68,16 +68,16 @@ def _is_alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def one_worker(start_server: Callable[..., RunningServer]) -> Iterator[tuple[RunningServer,
-                                                                         Client]]:
+def one_worker(
+    start_server: Callable[..., RunningServer],
+) -> Iterator[tuple[RunningServer, Client]]:
     server = start_server(workers="1", cache_mb="0", log_level="DEBUG")
     with Client(server.address, timeout=30) as client:
         yield server, client
 
 
 def _parse(client: Client, smiles: str, timeout: float = 30) -> molecule_pb2.ParseMoleculeResponse:
-    return client.parse_molecule(molecule_pb2.ParseMoleculeRequest(smiles=smiles),
-                                 timeout=timeout)
+    return client.parse_molecule(molecule_pb2.ParseMoleculeRequest(smiles=smiles), timeout=timeout)
 
 
 def _in_background(fn: Callable[[], object]) -> Future[object]:
@@ -85,8 +85,9 @@ def _in_background(fn: Callable[[], object]) -> Future[object]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
-def test_worker_death_fails_only_its_request(one_worker: tuple[RunningServer, Client],
-                                             sig: int) -> None:
+def test_worker_death_fails_only_its_request(
+    one_worker: tuple[RunningServer, Client], sig: int
+) -> None:
     server, client = one_worker
     (worker,) = _workers(server, 1)
     os.kill(worker, signal.SIGSTOP)
@@ -95,7 +96,8 @@ def test_worker_death_fails_only_its_request(one_worker: tuple[RunningServer, Cl
     queued = _in_background(lambda: _parse(client, "CCCN"))
     server.wait_for_log(message="queued", count=2)
     os.kill(worker, sig)
-    with contextlib.suppress(ProcessLookupError):  # a stopped process acts on SIGSEGV once continued
+    # A stopped process acts on SIGSEGV once continued; SIGKILL has already ended it.
+    with contextlib.suppress(ProcessLookupError):
         os.kill(worker, signal.SIGCONT)
     results = []
     for future in (held, queued):
@@ -120,7 +122,8 @@ def test_worker_death_fails_only_its_request(one_worker: tuple[RunningServer, Cl
 
 
 def test_overrun_kills_the_worker_and_the_pool_recovers(
-        one_worker: tuple[RunningServer, Client]) -> None:
+    one_worker: tuple[RunningServer, Client],
+) -> None:
     server, client = one_worker
     (worker,) = _workers(server, 1)
     os.kill(worker, signal.SIGSTOP)  # the request will sit in the worker past its deadline
@@ -137,9 +140,11 @@ def test_overrun_kills_the_worker_and_the_pool_recovers(
 
 
 def test_full_queue_is_resource_exhausted_with_pushback(
-        start_server: Callable[..., RunningServer]) -> None:
-    server = start_server(workers="1", queue_size="2", batch_max_items="1", cache_mb="0",
-                          log_level="DEBUG")
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(
+        workers="1", queue_size="2", batch_max_items="1", cache_mb="0", log_level="DEBUG"
+    )
     (worker,) = _workers(server, 1)
     with Client(server.address, timeout=30) as client:
         os.kill(worker, signal.SIGSTOP)
@@ -155,12 +160,14 @@ def test_full_queue_is_resource_exhausted_with_pushback(
         failure = failure_of(caught.value)
         assert failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert int(failure.trailers["grpc-retry-pushback-ms"]) > 0
-        assert failure.retry is not None and failure.retry.retry_delay.ToMilliseconds() > 0
+        assert failure.retry is not None
+        assert failure.retry.retry_delay.ToMilliseconds() > 0
         assert all(f.result(30).molecule.canonical_smiles for f in waiting)
 
 
 def test_expired_queued_work_is_dropped_before_it_runs(
-        start_server: Callable[..., RunningServer]) -> None:
+    start_server: Callable[..., RunningServer],
+) -> None:
     # The cache proves it: had the expired request been computed, asking again would be a
     # cache hit.
     server = start_server(workers="1", batch_max_items="1", log_level="DEBUG")
@@ -188,8 +195,9 @@ def test_cancelled_queued_work_is_dropped(start_server: Callable[..., RunningSer
         try:
             blocker = _in_background(lambda: _parse(client, "CCOCCO"))
             server.wait_for_log(message="task sent", worker_pid=worker)
-            future = client._molecules.ParseMolecule.future(  # noqa: SLF001 - raw call to cancel
-                molecule_pb2.ParseMoleculeRequest(smiles="CCSCCS"), timeout=30)
+            future = client._molecules.ParseMolecule.future(
+                molecule_pb2.ParseMoleculeRequest(smiles="CCSCCS"), timeout=30
+            )
             server.wait_for_log(message="queued", count=2)
             assert future.cancel()
             server.wait_for_log(message="rpc", code="CANCELLED")
@@ -200,12 +208,14 @@ def test_cancelled_queued_work_is_dropped(start_server: Callable[..., RunningSer
 
 
 def test_a_segfaulting_input_that_slips_through_limits(
-        start_server: Callable[..., RunningServer]) -> None:
+    start_server: Callable[..., RunningServer],
+) -> None:
     # With the limits opened up, a 20,000-carbon chain reaches RDKit, whose canonical
     # SMILES writer overflows the stack (measured: SIGSEGV after ~4.5 s); only that
     # request fails and the server keeps serving.
-    server = start_server(workers="1", max_smiles_length="1000000", max_atoms="1000000",
-                          worker_memory_mb="0")
+    server = start_server(
+        workers="1", max_smiles_length="1000000", max_atoms="1000000", worker_memory_mb="0"
+    )
     with Client(server.address, timeout=60) as client:
         with pytest.raises(grpc.RpcError) as caught:
             _parse(client, "C" * 20_000, timeout=60)
@@ -217,7 +227,8 @@ def test_a_segfaulting_input_that_slips_through_limits(
 
 
 def test_memory_cap_stops_a_hungry_input_without_killing_the_server(
-        start_server: Callable[..., RunningServer]) -> None:
+    start_server: Callable[..., RunningServer],
+) -> None:
     # A 5,000-atom ring needs ~770 MB (measured; it parses when uncapped). Under a 400 MiB
     # address-space cap RDKit cannot get the memory: its worker dies (RDKit turns the failed
     # allocation into SIGSEGV, not MemoryError), only this request fails, and the pool

@@ -12,7 +12,7 @@ from qulab.v1 import common_pb2
 
 __all__ = ["from_tensor", "to_tensor"]
 
-_TO_NUMPY: dict[int, np.dtype] = {
+_TO_NUMPY: dict[common_pb2.DType.ValueType, np.dtype[np.generic]] = {
     common_pb2.DTYPE_FLOAT32: np.dtype("<f4"),
     common_pb2.DTYPE_FLOAT64: np.dtype("<f8"),
     common_pb2.DTYPE_INT32: np.dtype("<i4"),

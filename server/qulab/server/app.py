@@ -47,15 +47,19 @@ class Server:
     port: int
 
     async def drain(self) -> None:
-        _log.info("draining", extra={"grace_s": self.settings.drain_grace_s,
-                                     "in_flight": self.rpc.in_flight})
+        _log.info(
+            "draining",
+            extra={"grace_s": self.settings.drain_grace_s, "in_flight": self.rpc.in_flight},
+        )
         await self.health.drain()
         self.rpc.draining = True
         try:
             await asyncio.wait_for(self.rpc.idle.wait(), self.settings.drain_grace_s)
         except TimeoutError:
-            _log.warning("drain grace period over; cancelling the calls left",
-                         extra={"in_flight": self.rpc.in_flight})
+            _log.warning(
+                "drain grace period over; cancelling the calls left",
+                extra={"in_flight": self.rpc.in_flight},
+            )
         # Health Watch streams never end by themselves; stop(0) ends them with the rest.
         await self.grpc_server.stop(0)
         await self.pool.close()
@@ -77,13 +81,21 @@ async def start(settings: Settings) -> Server:
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.reflection:
         reflection.enable_server_reflection(
-            [*SERVICES, _HEALTH_SERVICE, reflection.SERVICE_NAME], server)
+            [*SERVICES, _HEALTH_SERVICE, reflection.SERVICE_NAME], server
+        )
     port = server.add_insecure_port(settings.address)
     await pool.start()
     await server.start()
-    _log.info("listening", extra={"host": settings.host, "port": port,
-                                  "workers": pool.size, "versions": provenance.library_versions(),
-                                  "server_version": provenance.SERVER_VERSION})
+    _log.info(
+        "listening",
+        extra={
+            "host": settings.host,
+            "port": port,
+            "workers": pool.size,
+            "versions": provenance.library_versions(),
+            "server_version": provenance.SERVER_VERSION,
+        },
+    )
     return Server(settings, server, pool, health, rpc, port)
 
 

@@ -24,10 +24,17 @@ class SettingsError(ValueError):
     """A setting is missing, malformed or out of range; the message names the variable."""
 
 
-def _setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-             choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"help": help, "low": low, "high": high,
-                                            "choices": choices})
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    return field(
+        default=default, metadata={"help": help, "low": low, "high": high, "choices": choices}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,42 +42,64 @@ class Settings:
     """Everything the server can be told at start-up (see `settings_table()` for help)."""
 
     host: str = _setting("127.0.0.1", "Address to listen on (`0.0.0.0` or `::` for all).")
-    port: int = _setting(50051, "gRPC port; 0 picks a free port (logged at start).",
-                         low=0, high=65535)
-    workers: int = _setting(0, "Worker processes for chemistry; 0 means one per CPU core.",
-                            low=0, high=256)
-    queue_size: int = _setting(2048, "Requests (or batch items) that may wait for a worker; "
-                               "past it calls get RESOURCE_EXHAUSTED.", low=1, high=1_000_000)
-    batch_max_items: int = _setting(64, "Most queued items one worker task takes at once "
-                                    "(queued unary calls are batched).", low=1, high=4096)
-    stream_window: int = _setting(64, "Items of one stream in flight at once.", low=1,
-                                  high=4096)
-    default_timeout_s: float = _setting(30.0, "Deadline for calls that set none, in seconds.",
-                                        low=0.01, high=3600)
-    worker_memory_mb: int = _setting(2048, "Address-space cap of each worker process (MiB); "
-                                     "0 disables it.", low=0, high=1_048_576)
-    drain_grace_s: float = _setting(20.0, "On SIGTERM, how long in-flight calls may finish.",
-                                    low=0, high=3600)
-    max_message_bytes: int = _setting(16 * 1024 * 1024, "Largest request or response message.",
-                                      low=1024, high=1 << 30)
-    max_batch_items: int = _setting(10_000, "Most molecules in one EncodeMolecule call.",
-                                    low=1, high=1_000_000)
-    max_smiles_length: int = _setting(20_000, "Longest SMILES, in characters.", low=1,
-                                      high=10_000_000)
+    port: int = _setting(
+        50051, "gRPC port; 0 picks a free port (logged at start).", low=0, high=65535
+    )
+    workers: int = _setting(
+        0, "Worker processes for chemistry; 0 means one per CPU core.", low=0, high=256
+    )
+    queue_size: int = _setting(
+        2048,
+        "Requests (or batch items) that may wait for a worker; "
+        "past it calls get RESOURCE_EXHAUSTED.",
+        low=1,
+        high=1_000_000,
+    )
+    batch_max_items: int = _setting(
+        64,
+        "Most queued items one worker task takes at once (queued unary calls are batched).",
+        low=1,
+        high=4096,
+    )
+    stream_window: int = _setting(64, "Items of one stream in flight at once.", low=1, high=4096)
+    default_timeout_s: float = _setting(
+        30.0, "Deadline for calls that set none, in seconds.", low=0.01, high=3600
+    )
+    worker_memory_mb: int = _setting(
+        2048,
+        "Address-space cap of each worker process (MiB); 0 disables it.",
+        low=0,
+        high=1_048_576,
+    )
+    drain_grace_s: float = _setting(
+        20.0, "On SIGTERM, how long in-flight calls may finish.", low=0, high=3600
+    )
+    max_message_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest request or response message.", low=1024, high=1 << 30
+    )
+    max_batch_items: int = _setting(
+        10_000, "Most molecules in one EncodeMolecule call.", low=1, high=1_000_000
+    )
+    max_smiles_length: int = _setting(
+        20_000, "Longest SMILES, in characters.", low=1, high=10_000_000
+    )
     max_atoms: int = _setting(2_000, "Most atoms in one molecule.", low=1, high=1_000_000)
-    max_branch_depth: int = _setting(256, "Deepest nesting of SMILES branches.", low=1,
-                                     high=100_000)
+    max_branch_depth: int = _setting(
+        256, "Deepest nesting of SMILES branches.", low=1, high=100_000
+    )
     max_selfies_tokens: int = _setting(5_000, "Most SELFIES tokens.", low=1, high=10_000_000)
-    max_inchi_length: int = _setting(20_000, "Longest InChI, in characters.", low=1,
-                                     high=10_000_000)
-    max_molfile_bytes: int = _setting(1 << 20, "Largest Molfile, in bytes.", low=1,
-                                      high=1 << 30)
-    cache_mb: int = _setting(64, "Result cache size per server (MiB); 0 disables it.", low=0,
-                             high=1 << 20)
+    max_inchi_length: int = _setting(
+        20_000, "Longest InChI, in characters.", low=1, high=10_000_000
+    )
+    max_molfile_bytes: int = _setting(1 << 20, "Largest Molfile, in bytes.", low=1, high=1 << 30)
+    cache_mb: int = _setting(
+        64, "Result cache size per server (MiB); 0 disables it.", low=0, high=1 << 20
+    )
     reflection: bool = _setting(True, "Serve gRPC server reflection.")
     log_level: str = _setting("INFO", "Log level.", choices=_LOG_LEVELS)
-    event_loop: str = _setting("uvloop", "Event loop: `uvloop` (faster) or `asyncio`.",
-                               choices=("uvloop", "asyncio"))
+    event_loop: str = _setting(
+        "uvloop", "Event loop: `uvloop` (faster) or `asyncio`.", choices=("uvloop", "asyncio")
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -101,7 +130,7 @@ class Settings:
 
 
 def _parse(var: str, raw: str, f: dataclasses.Field[Any]) -> Any:
-    kind = type(f.default)
+    kind: type[Any] = type(f.default)
     text = raw.strip()
     try:
         if kind is bool:
@@ -128,7 +157,7 @@ def _parse(var: str, raw: str, f: dataclasses.Field[Any]) -> Any:
 
 def _check_range(var: str, value: Any, f: dataclasses.Field[Any]) -> None:
     low, high, choices = f.metadata["low"], f.metadata["high"], f.metadata["choices"]
-    if low is not None and value < low or high is not None and value > high:
+    if (low is not None and value < low) or (high is not None and value > high):
         raise SettingsError(f"{var}={value!r}: must be between {low} and {high}")
     if choices and value not in choices:
         raise SettingsError(f"{var}={value!r}: must be one of {', '.join(choices)}")

@@ -56,8 +56,11 @@ class QulabError(Exception):
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})
 
-    def _details(self) -> list[error_details_pb2.ErrorInfo | error_details_pb2.BadRequest
-                              | error_details_pb2.RetryInfo]:
+    def _details(
+        self,
+    ) -> list[
+        error_details_pb2.ErrorInfo | error_details_pb2.BadRequest | error_details_pb2.RetryInfo
+    ]:
         return [
             error_details_pb2.ErrorInfo(
                 reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
@@ -111,8 +114,11 @@ class InvalidArgument(QulabError):
         )
         self.violations: Sequence[FieldViolation] = violations
 
-    def _details(self) -> list[error_details_pb2.ErrorInfo | error_details_pb2.BadRequest
-                              | error_details_pb2.RetryInfo]:
+    def _details(
+        self,
+    ) -> list[
+        error_details_pb2.ErrorInfo | error_details_pb2.BadRequest | error_details_pb2.RetryInfo
+    ]:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
@@ -134,8 +140,11 @@ class ResourceExhausted(QulabError):
         super().__init__(message, reason=reason)
         self.retry_after_ms = retry_after_ms
 
-    def _details(self) -> list[error_details_pb2.ErrorInfo | error_details_pb2.BadRequest
-                              | error_details_pb2.RetryInfo]:
+    def _details(
+        self,
+    ) -> list[
+        error_details_pb2.ErrorInfo | error_details_pb2.BadRequest | error_details_pb2.RetryInfo
+    ]:
         details = super()._details()
         if self.retry_after_ms >= 0:
             delay = duration_pb2.Duration()

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options
+from qulab.client._options import DEFAULT_TIMEOUT_S, HEALTH_CHECK, Metadata, channel_options
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 
 __all__ = ["AsyncClient"]
@@ -23,49 +23,75 @@ class AsyncClient:
             answer = await qulab.parse_molecule(ParseMoleculeRequest(smiles="CCO"))
     """
 
-    def __init__(self, target: str = "localhost:50051", *,
-                 timeout: float = DEFAULT_TIMEOUT_S,
-                 credentials: grpc.ChannelCredentials | None = None,
-                 options: Sequence[tuple[str, str | int]] = ()) -> None:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, str | int]] = (),
+    ) -> None:
         opts = channel_options(options)
-        self._channel = (grpc.aio.secure_channel(target, credentials, opts) if credentials
-                         else grpc.aio.insecure_channel(target, opts))
+        self._channel = (
+            grpc.aio.secure_channel(target, credentials, opts)
+            if credentials
+            else grpc.aio.insecure_channel(target, opts)
+        )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # grpc.health.v1 by method path: the typing stubs of grpcio-health-checking lack it.
+        self._health_check = self._channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         self.timeout = timeout
 
-    async def parse_molecule(self, request: molecule_pb2.ParseMoleculeRequest, *,
-                             timeout: float | None = None, metadata: Metadata = ()
-                             ) -> molecule_pb2.ParseMoleculeResponse:
+    async def parse_molecule(
+        self,
+        request: molecule_pb2.ParseMoleculeRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> molecule_pb2.ParseMoleculeResponse:
         """Parse one molecule (MoleculeService.ParseMolecule)."""
         return await self._molecules.ParseMolecule(
-            request, timeout=timeout or self.timeout, metadata=metadata)
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
 
     async def parse_molecules(
         self,
         requests: Iterable[molecule_pb2.ParseMoleculeRequest]
         | AsyncIterable[molecule_pb2.ParseMoleculeRequest],
-        *, timeout: float | None = None, metadata: Metadata = (),
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
     ) -> AsyncIterator[molecule_pb2.ParseMoleculeResponse]:
         """Parse a stream of molecules; answers come in request order, each with its own
         `error` when it failed (MoleculeService.ParseMolecules). `timeout` covers the
         whole stream and defaults to none."""
-        call = self._molecules.ParseMolecules(requests, timeout=timeout, metadata=metadata)
+        source = aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
+        call = self._molecules.ParseMolecules(source, timeout=timeout, metadata=tuple(metadata))
         async for response in call:
             yield response
 
-    async def encode_molecule(self, request: molecule_pb2.EncodeMoleculeRequest, *,
-                              timeout: float | None = None, metadata: Metadata = ()
-                              ) -> molecule_pb2.EncodeMoleculeResponse:
+    async def encode_molecule(
+        self,
+        request: molecule_pb2.EncodeMoleculeRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> molecule_pb2.EncodeMoleculeResponse:
         """Encode molecules as a feature matrix (MoleculeService.EncodeMolecule)."""
         return await self._molecules.EncodeMolecule(
-            request, timeout=timeout or self.timeout, metadata=metadata)
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
 
-    async def health(self, service: str = "", *, timeout: float | None = None
-                     ) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
-        """The server's grpc.health.v1 status for `service` ("" = the whole server)."""
-        response = await self._health.Check(health_pb2.HealthCheckRequest(service=service),
-                                            timeout=timeout or self.timeout)
+    async def health(self, service: str = "", *, timeout: float | None = None) -> int:
+        """The grpc.health.v1 status of `service` ("" = the whole server), a
+        `HealthCheckResponse.ServingStatus` value (1 = SERVING)."""
+        response = await self._health_check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
+        )
         return response.status
 
     async def close(self) -> None:
@@ -74,6 +100,10 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         await self.close()

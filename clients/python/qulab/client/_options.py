@@ -12,6 +12,7 @@ _DEFAULT_OPTIONS: dict[str, str | int] = {
 }
 
 Metadata = Sequence[tuple[str, str | bytes]]
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def channel_options(overrides: Sequence[tuple[str, str | int]]) -> list[tuple[str, str | int]]:

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options
+from qulab.client._options import DEFAULT_TIMEOUT_S, HEALTH_CHECK, Metadata, channel_options
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 
 __all__ = ["Client"]
@@ -23,48 +23,76 @@ class Client:
             answer = qulab.parse_molecule(ParseMoleculeRequest(smiles="CCO"))
     """
 
-    def __init__(self, target: str = "localhost:50051", *,
-                 timeout: float = DEFAULT_TIMEOUT_S,
-                 credentials: grpc.ChannelCredentials | None = None,
-                 options: Sequence[tuple[str, str | int]] = ()) -> None:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, str | int]] = (),
+    ) -> None:
         opts = channel_options(options)
-        self._channel = (grpc.secure_channel(target, credentials, opts) if credentials
-                         else grpc.insecure_channel(target, opts))
+        self._channel = (
+            grpc.secure_channel(target, credentials, opts)
+            if credentials
+            else grpc.insecure_channel(target, opts)
+        )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # grpc.health.v1 by method path: the typing stubs of grpcio-health-checking lack it.
+        self._health_check = self._channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         self.timeout = timeout
 
-    def parse_molecule(self, request: molecule_pb2.ParseMoleculeRequest, *,
-                       timeout: float | None = None, metadata: Metadata = ()
-                       ) -> molecule_pb2.ParseMoleculeResponse:
+    def parse_molecule(
+        self,
+        request: molecule_pb2.ParseMoleculeRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> molecule_pb2.ParseMoleculeResponse:
         """Parse one molecule (MoleculeService.ParseMolecule)."""
         response: molecule_pb2.ParseMoleculeResponse = self._molecules.ParseMolecule(
-            request, timeout=timeout or self.timeout, metadata=metadata)
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
         return response
 
-    def parse_molecules(self, requests: Iterable[molecule_pb2.ParseMoleculeRequest], *,
-                        timeout: float | None = None, metadata: Metadata = ()
-                        ) -> Iterator[molecule_pb2.ParseMoleculeResponse]:
+    def parse_molecules(
+        self,
+        requests: Iterable[molecule_pb2.ParseMoleculeRequest],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> Iterator[molecule_pb2.ParseMoleculeResponse]:
         """Parse a stream of molecules; answers come in request order, each with its own
         `error` when it failed (MoleculeService.ParseMolecules). `timeout` covers the
         whole stream and defaults to none."""
-        responses: Iterator[molecule_pb2.ParseMoleculeResponse] = (
-            self._molecules.ParseMolecules(iter(requests), timeout=timeout, metadata=metadata))
+        responses: Iterator[molecule_pb2.ParseMoleculeResponse] = self._molecules.ParseMolecules(
+            iter(requests), timeout=timeout, metadata=tuple(metadata)
+        )
         return responses
 
-    def encode_molecule(self, request: molecule_pb2.EncodeMoleculeRequest, *,
-                        timeout: float | None = None, metadata: Metadata = ()
-                        ) -> molecule_pb2.EncodeMoleculeResponse:
+    def encode_molecule(
+        self,
+        request: molecule_pb2.EncodeMoleculeRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> molecule_pb2.EncodeMoleculeResponse:
         """Encode molecules as a feature matrix (MoleculeService.EncodeMolecule)."""
         response: molecule_pb2.EncodeMoleculeResponse = self._molecules.EncodeMolecule(
-            request, timeout=timeout or self.timeout, metadata=metadata)
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
         return response
 
-    def health(self, service: str = "", *, timeout: float | None = None
-               ) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
-        """The server's grpc.health.v1 status for `service` ("" = the whole server)."""
-        response: health_pb2.HealthCheckResponse = self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout)
+    def health(self, service: str = "", *, timeout: float | None = None) -> int:
+        """The grpc.health.v1 status of `service` ("" = the whole server), a
+        `HealthCheckResponse.ServingStatus` value (1 = SERVING)."""
+        response: health_pb2.HealthCheckResponse = self._health_check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
+        )
         return response.status
 
     def close(self) -> None:
@@ -73,6 +101,10 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()

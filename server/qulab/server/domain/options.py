@@ -61,10 +61,7 @@ def fingerprint_settings(options: molecule_pb2.FingerprintOptions) -> Fingerprin
 
 
 def _as_text(settings: ParseSettings | FingerprintSettings) -> dict[str, str]:
-    return {
-        name: str(getattr(settings, name)).lower()
-        for name in settings.__dataclass_fields__  # type: ignore[union-attr]
-    }
+    return {name: str(getattr(settings, name)).lower() for name in settings.__dataclass_fields__}
 
 
 def parse_parameters(options: molecule_pb2.ParseOptions) -> dict[str, str]:

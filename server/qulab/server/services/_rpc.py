@@ -71,7 +71,8 @@ class Call:
 
 def _field_path(violation: protovalidate.Violation) -> str:
     parts: list[str] = []
-    for element in violation.proto.field.elements:
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
         part = element.field_name
         subscript = element.subscript
         if subscript is not None and subscript.value is not None:
@@ -86,11 +87,14 @@ def validate(request: Message) -> None:
     try:
         protovalidate.validate(request)
     except protovalidate.ValidationError as exc:
-        raise InvalidArgument(*(
-            FieldViolation(field=_field_path(v), description=v.proto.message,
-                           reason=v.proto.rule_id)
-            for v in exc.violations
-        )) from None
+        raise InvalidArgument(
+            *(
+                FieldViolation(
+                    field=_field_path(v), description=v.proto.message, reason=v.proto.rule_id
+                )
+                for v in exc.violations
+            )
+        ) from None
 
 
 class Rpc:
@@ -117,7 +121,9 @@ class Rpc:
     # -- handler wrappers: the error boundary -------------------------------------------
 
     def unary(
-        self, method: str, handler: Callable[[RequestT, Context, Call], Awaitable[bytes]],
+        self,
+        method: str,
+        handler: Callable[[RequestT, Context, Call], Awaitable[bytes]],
         request_type: type[RequestT],
     ) -> grpc.RpcMethodHandler[RequestT, bytes]:
         async def serve(request: RequestT, context: Context) -> bytes:
@@ -130,7 +136,7 @@ class Rpc:
                 except asyncio.CancelledError:
                     _log_cancelled(call)
                     raise
-                except Exception as exc:  # noqa: BLE001 - the one boundary; see _as_error
+                except Exception as exc:
                     error = _as_error(exc, call)
                 await _abort(context, call, error)
                 raise AssertionError("unreachable: abort raises")
@@ -138,15 +144,18 @@ class Rpc:
                 self._exit()
 
         return grpc.unary_unary_rpc_method_handler(
-            serve, request_deserializer=request_type.FromString, response_serializer=bytes)
+            serve, request_deserializer=request_type.FromString, response_serializer=bytes
+        )
 
     def stream(
-        self, method: str,
+        self,
+        method: str,
         handler: Callable[[AsyncIterator[RequestT], Context, Call], AsyncIterator[bytes]],
         request_type: type[RequestT],
     ) -> grpc.RpcMethodHandler[RequestT, bytes]:
-        async def serve(requests: AsyncIterator[RequestT], context: Context
-                        ) -> AsyncIterator[bytes]:
+        async def serve(
+            requests: AsyncIterator[RequestT], context: Context
+        ) -> AsyncIterator[bytes]:
             call = self._start(context, method)
             self._enter()
             try:
@@ -158,14 +167,15 @@ class Rpc:
                 except asyncio.CancelledError:
                     _log_cancelled(call)
                     raise
-                except Exception as exc:  # noqa: BLE001 - the one boundary; see _as_error
+                except Exception as exc:
                     error = _as_error(exc, call)
                 await _abort(context, call, error)
             finally:
                 self._exit()
 
         return grpc.stream_stream_rpc_method_handler(
-            serve, request_deserializer=request_type.FromString, response_serializer=bytes)
+            serve, request_deserializer=request_type.FromString, response_serializer=bytes
+        )
 
     def _admit(self) -> None:
         if self.draining:
@@ -179,13 +189,19 @@ class Rpc:
                 request_id = value[:_MAX_REQUEST_ID]
         remaining = context.time_remaining()
         deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
-        return Call(method=method, request_id=request_id or uuid.uuid4().hex,
-                    principal=ANONYMOUS, received_ns=received_ns, client_deadline=deadline)
+        return Call(
+            method=method,
+            request_id=request_id or uuid.uuid4().hex,
+            principal=ANONYMOUS,
+            received_ns=received_ns,
+            client_deadline=deadline,
+        )
 
     # -- computing -----------------------------------------------------------------------
 
-    async def compute(self, call: Call, op: str, payload: bytes, *,
-                      wait: bool = False) -> ItemResult:
+    async def compute(
+        self, call: Call, op: str, payload: bytes, *, wait: bool = False
+    ) -> ItemResult:
         """Run one op on one payload, from the cache when the same payload was computed.
 
         `wait=True` (streams) waits for room in a full queue instead of failing."""
@@ -193,8 +209,16 @@ class Rpc:
         cached = self._cache.get(op, digest.hex())
         if cached is not None:
             now = time.time_ns()
-            return ItemResult(ok=True, body=cached, queue_ns=0, compute_ns=0, started_ns=now,
-                              finished_ns=now, worker_pid=0, cache_hit=True)
+            return ItemResult(
+                ok=True,
+                body=cached,
+                queue_ns=0,
+                compute_ns=0,
+                started_ns=now,
+                finished_ns=now,
+                worker_pid=0,
+                cache_hit=True,
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.default_timeout_s
         if call.client_deadline is not None:
@@ -205,59 +229,90 @@ class Rpc:
         return result
 
     @staticmethod
-    def provenance(call: Call, request_bytes: bytes, results: Sequence[ItemResult],
-                   parameters: Mapping[str, str], output_size: int) -> common_pb2.Provenance:
+    def provenance(
+        call: Call,
+        request_bytes: bytes,
+        results: Sequence[ItemResult],
+        parameters: Mapping[str, str],
+        output_size: int,
+    ) -> common_pb2.Provenance:
         """The provenance of an answer computed from one or more pool items."""
         return provenance.build(
-            request_id=call.request_id, method=call.method, principal=call.principal,
+            request_id=call.request_id,
+            method=call.method,
+            principal=call.principal,
             received_ns=call.received_ns,
             started_ns=min(r.started_ns for r in results),
             finished_ns=max(r.finished_ns for r in results),
             queue_ns=max(r.queue_ns for r in results),
             compute_ns=sum(r.compute_ns for r in results),
             input_sha256=hashlib.sha256(request_bytes).hexdigest(),
-            input_size=len(request_bytes), output_size=output_size, parameters=parameters,
-            cache_hit=all(r.cache_hit for r in results), worker_pid=results[0].worker_pid,
+            input_size=len(request_bytes),
+            output_size=output_size,
+            parameters=parameters,
+            cache_hit=all(r.cache_hit for r in results),
+            worker_pid=results[0].worker_pid,
         )
 
     @staticmethod
-    def respond(body: bytes, record: common_pb2.Provenance, response_type: ResponseType,
-                code: int = code_pb2.OK) -> bytes:
+    def respond(
+        body: bytes,
+        record: common_pb2.Provenance,
+        response_type: ResponseType,
+        code: int = code_pb2.OK,
+    ) -> bytes:
         """`body` with the provenance field appended, and the provenance logged."""
         if _log.isEnabledFor(logging.INFO):
-            _log.info("rpc", extra={"code": code_pb2.Code.Name(code),
-                                    **provenance.log_fields(record)})
+            _log.info(
+                "rpc", extra={"code": code_pb2.Code.Name(code), **provenance.log_fields(record)}
+            )
         return body + response_type(provenance=record).SerializeToString()
 
 
 def _log_cancelled(call: Call) -> None:
     """The caller cancelled, or its deadline passed, while the call was being served."""
-    _log.info("rpc", extra={"code": "CANCELLED", "method": call.method,
-                            "request_id": call.request_id,
-                            "duration_ns": time.time_ns() - call.received_ns})
+    _log.info(
+        "rpc",
+        extra={
+            "code": "CANCELLED",
+            "method": call.method,
+            "request_id": call.request_id,
+            "duration_ns": time.time_ns() - call.received_ns,
+        },
+    )
 
 
 def _as_error(exc: Exception, call: Call) -> QulabError:
     if isinstance(exc, QulabError):
         return exc
     error = Internal("internal error")
-    _log.error("unhandled error", exc_info=exc,
-               extra={"error_id": error.error_id, "request_id": call.request_id,
-                      "method": call.method})
+    _log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"error_id": error.error_id, "request_id": call.request_id, "method": call.method},
+    )
     return error
 
 
 async def _abort(context: Context, call: Call, error: QulabError) -> None:
     status: status_pb2.Status = error.to_status()
     trailers: list[tuple[str, str | bytes]] = [
-        (_STATUS_DETAILS_KEY, status.SerializeToString()), (_REQUEST_ID_KEY, call.request_id)
+        (_STATUS_DETAILS_KEY, status.SerializeToString()),
+        (_REQUEST_ID_KEY, call.request_id),
     ]
     if status.code == code_pb2.RESOURCE_EXHAUSTED:
         # A negative pushback tells gRPC clients not to retry (e.g. a worker memory cap).
         pushback = error.retry_after_ms if isinstance(error, ResourceExhausted) else -1
         trailers.append((_PUSHBACK_KEY, str(pushback)))
     name = code_pb2.Code.Name(status.code)
-    _log.info("rpc", extra={"code": name, "method": call.method, "request_id": call.request_id,
-                            "error": status.message,
-                            "duration_ns": time.time_ns() - call.received_ns})
+    _log.info(
+        "rpc",
+        extra={
+            "code": name,
+            "method": call.method,
+            "request_id": call.request_id,
+            "error": status.message,
+            "duration_ns": time.time_ns() - call.received_ns,
+        },
+    )
     await context.abort(grpc.StatusCode[name], status.message, trailing_metadata=tuple(trailers))

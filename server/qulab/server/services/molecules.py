@@ -34,32 +34,51 @@ class MoleculeServicer:
 
     def handler(self) -> grpc.GenericRpcHandler:
         rpc = self._rpc
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "ParseMolecule": rpc.unary(f"/{SERVICE}/ParseMolecule", self.parse_molecule,
-                                       molecule_pb2.ParseMoleculeRequest),
-            "ParseMolecules": rpc.stream(f"/{SERVICE}/ParseMolecules", self.parse_molecules,
-                                         molecule_pb2.ParseMoleculeRequest),
-            "EncodeMolecule": rpc.unary(f"/{SERVICE}/EncodeMolecule", self.encode_molecule,
-                                        molecule_pb2.EncodeMoleculeRequest),
-        })
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "ParseMolecule": rpc.unary(
+                    f"/{SERVICE}/ParseMolecule",
+                    self.parse_molecule,
+                    molecule_pb2.ParseMoleculeRequest,
+                ),
+                "ParseMolecules": rpc.stream(
+                    f"/{SERVICE}/ParseMolecules",
+                    self.parse_molecules,
+                    molecule_pb2.ParseMoleculeRequest,
+                ),
+                "EncodeMolecule": rpc.unary(
+                    f"/{SERVICE}/EncodeMolecule",
+                    self.encode_molecule,
+                    molecule_pb2.EncodeMoleculeRequest,
+                ),
+            },
+        )
 
-    async def parse_molecule(self, request: molecule_pb2.ParseMoleculeRequest,
-                             context: Context, call: Call) -> bytes:
+    async def parse_molecule(
+        self, request: molecule_pb2.ParseMoleculeRequest, context: Context, call: Call
+    ) -> bytes:
         validate(request)
         payload = request.SerializeToString(deterministic=True)
         result = await self._rpc.compute(call, MOLECULE_PARSE, payload)
         if not result.ok:
             raise Reported.from_bytes(result.body)
-        record = self._rpc.provenance(call, payload, [result], parse_parameters(request.options),
-                                      len(result.body))
+        record = self._rpc.provenance(
+            call, payload, [result], parse_parameters(request.options), len(result.body)
+        )
         return self._rpc.respond(result.body, record, molecule_pb2.ParseMoleculeResponse)
 
-    async def parse_molecules(self, requests: AsyncIterator[molecule_pb2.ParseMoleculeRequest],
-                              context: Context, call: Call) -> AsyncIterator[bytes]:
+    async def parse_molecules(
+        self,
+        requests: AsyncIterator[molecule_pb2.ParseMoleculeRequest],
+        context: Context,
+        call: Call,
+    ) -> AsyncIterator[bytes]:
         # A bounded window of items in flight: when it is full the reader stops reading,
         # and HTTP/2 flow control slows the client down. Answers leave in request order.
         window: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(
-            self._rpc.settings.stream_window)
+            self._rpc.settings.stream_window
+        )
 
         async def read() -> None:
             try:
@@ -91,47 +110,68 @@ class MoleculeServicer:
         except QulabError as exc:
             status = exc.to_status()
         else:
-            record = self._rpc.provenance(call, payload, [result],
-                                          parse_parameters(request.options),
-                                          len(result.body) if result.ok else 0)
+            record = self._rpc.provenance(
+                call,
+                payload,
+                [result],
+                parse_parameters(request.options),
+                len(result.body) if result.ok else 0,
+            )
             if result.ok:
-                return self._rpc.respond(result.body, record,
-                                         molecule_pb2.ParseMoleculeResponse)
+                return self._rpc.respond(result.body, record, molecule_pb2.ParseMoleculeResponse)
             status = status_pb2.Status.FromString(result.body)
             failed = molecule_pb2.ParseMoleculeResponse(id=request.id, error=status)
-            return self._rpc.respond(failed.SerializeToString(), record,
-                                     molecule_pb2.ParseMoleculeResponse, status.code)
+            return self._rpc.respond(
+                failed.SerializeToString(), record, molecule_pb2.ParseMoleculeResponse, status.code
+            )
         return molecule_pb2.ParseMoleculeResponse(id=request.id, error=status).SerializeToString()
 
-    async def encode_molecule(self, request: molecule_pb2.EncodeMoleculeRequest,
-                              context: Context, call: Call) -> bytes:
+    async def encode_molecule(
+        self, request: molecule_pb2.EncodeMoleculeRequest, context: Context, call: Call
+    ) -> bytes:
         validate(request)
         count = len(request.molecules)
         limit = self._rpc.settings.max_batch_items
         if count > limit:
-            raise InvalidArgument(FieldViolation(
-                field="molecules", reason="LIMIT_EXCEEDED",
-                description=f"{count} molecules in one call; the limit is {limit}"))
+            raise InvalidArgument(
+                FieldViolation(
+                    field="molecules",
+                    reason="LIMIT_EXCEEDED",
+                    description=f"{count} molecules in one call; the limit is {limit}",
+                )
+            )
         size = min(ENCODE_CHUNK, math.ceil(count / self._rpc.pool.size))
         payloads = [
-            encode_chunk(start, molecule_pb2.EncodeMoleculeRequest(
-                molecules=request.molecules[start:start + size], encoding=request.encoding,
-                fingerprint=request.fingerprint, parse_options=request.parse_options))
+            encode_chunk(
+                start,
+                molecule_pb2.EncodeMoleculeRequest(
+                    molecules=request.molecules[start : start + size],
+                    encoding=request.encoding,
+                    fingerprint=request.fingerprint,
+                    parse_options=request.parse_options,
+                ),
+            )
             for start in range(0, count, size)
         ]
         results = await asyncio.gather(
-            *(self._rpc.compute(call, MOLECULE_ENCODE, p) for p in payloads),
-            return_exceptions=True)
+            *(self._rpc.compute(call, MOLECULE_ENCODE, p) for p in payloads), return_exceptions=True
+        )
         merged = _merge_chunks(results, [min(size, count - s) for s in range(0, count, size)])
         body = merged.SerializeToString()
         computed = [r for r in results if isinstance(r, ItemResult)]
-        record = self._rpc.provenance(call, request.SerializeToString(deterministic=True),
-                                      computed, encode_parameters(request), len(body))
+        record = self._rpc.provenance(
+            call,
+            request.SerializeToString(deterministic=True),
+            computed,
+            encode_parameters(request),
+            len(body),
+        )
         return self._rpc.respond(body, record, molecule_pb2.EncodeMoleculeResponse)
 
 
-def _merge_chunks(results: list[ItemResult | BaseException], sizes: list[int]
-                  ) -> molecule_pb2.EncodeMoleculeResponse:
+def _merge_chunks(
+    results: list[ItemResult | BaseException], sizes: list[int]
+) -> molecule_pb2.EncodeMoleculeResponse:
     """One response from the chunks' responses. A chunk that failed as a whole (its worker
     crashed) gives each of its molecules that error and an empty row; when every chunk
     failed, the call fails."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qulab.server.config import Settings
-from qulab.server.domain.molecule_features import encode_molecules
 from qulab.server.domain import MoleculeLimits
+from qulab.server.domain.molecule_features import encode_molecules
 from qulab.server.domain.molecules import parse_molecule
 from qulab.server.workers.jobs import MOLECULE_ENCODE, MOLECULE_PARSE, read_encode_chunk
 from qulab.v1 import molecule_pb2

@@ -74,12 +74,12 @@ def _run(op: Op, name: str, payload: bytes) -> tuple[bool, bytes, bool]:
         return False, exc.to_status().SerializeToString(), False
     except MemoryError:
         error = ResourceExhausted(
-            "the input needs more memory than a worker may use", retry_after_ms=-1,
+            "the input needs more memory than a worker may use",
+            retry_after_ms=-1,
             reason="WORKER_MEMORY_LIMIT",
         )
         return False, error.to_status().SerializeToString(), True
-    except Exception:  # noqa: BLE001 - a bug: log it here, send only an error id
+    except Exception:
         internal = Internal(f"internal error in {name}")
         _log.exception("worker op failed", extra={"error_id": internal.error_id, "op": name})
         return False, internal.to_status().SerializeToString(), False
-

@@ -6,7 +6,7 @@ the cost on each side is one `loads`/`dumps` of a few fields plus the payload by
 
     server -> worker   Task(task_id, op, payloads)
     worker -> server   Ready(pid)  once, after the worker has imported everything
-                       ItemDone(task_id, index, ok, body, started_ns, finished_ns, compute_ns,
+                       ItemDone(task_id, item, ok, body, started_ns, finished_ns, compute_ns,
                                 exiting)
                        one per payload, as soon as it is computed; `body` is the serialized
                        response when `ok`, else a serialized google.rpc.Status; `exiting`
@@ -39,7 +39,7 @@ class Ready(NamedTuple):
 
 class ItemDone(NamedTuple):
     task_id: int
-    index: int
+    item: int
     ok: bool
     body: bytes
     started_ns: int

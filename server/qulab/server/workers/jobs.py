@@ -27,5 +27,5 @@ def encode_chunk(first_index: int, chunk: molecule_pb2.EncodeMoleculeRequest) ->
 
 def read_encode_chunk(payload: bytes) -> tuple[int, molecule_pb2.EncodeMoleculeRequest]:
     (first_index,) = _FIRST_INDEX.unpack_from(payload)
-    chunk = molecule_pb2.EncodeMoleculeRequest.FromString(payload[_FIRST_INDEX.size:])
+    chunk = molecule_pb2.EncodeMoleculeRequest.FromString(payload[_FIRST_INDEX.size :])
     return first_index, chunk

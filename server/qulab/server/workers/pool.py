@@ -68,8 +68,9 @@ class ItemResult:
 class _Item:
     __slots__ = ("deadline", "enqueued_ns", "future", "op", "payload")
 
-    def __init__(self, op: str, payload: bytes, deadline: float,
-                 future: asyncio.Future[ItemResult]) -> None:
+    def __init__(
+        self, op: str, payload: bytes, deadline: float, future: asyncio.Future[ItemResult]
+    ) -> None:
         self.op = op
         self.payload = payload
         self.deadline = deadline  # loop.time() seconds
@@ -78,11 +79,27 @@ class _Item:
 
 
 class _Worker:
-    __slots__ = ("batch", "deadline_killed", "exiting", "next_index", "pid", "process",
-                 "reader", "reader_task", "task_id", "watchdog", "writer")
+    __slots__ = (
+        "batch",
+        "deadline_killed",
+        "exiting",
+        "next_index",
+        "pid",
+        "process",
+        "reader",
+        "reader_task",
+        "task_id",
+        "watchdog",
+        "writer",
+    )
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, pid: int,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        pid: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.process = process
         self.pid = pid
         self.reader = reader
@@ -99,8 +116,9 @@ class _Worker:
 class WorkerPool:
     """Worker processes behind a bounded admission queue. Use from one event loop."""
 
-    def __init__(self, settings: Settings,
-                 on_serving_change: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, on_serving_change: Callable[[bool], None] | None = None
+    ) -> None:
         self._settings = settings
         self._size = settings.workers or os.cpu_count() or 1
         self._on_serving_change = on_serving_change
@@ -111,7 +129,8 @@ class WorkerPool:
         self._workers: set[_Worker] = set()
         self._idle: list[_Worker] = []
         self._queues: dict[str, collections.deque[_Item]] = collections.defaultdict(
-            collections.deque)
+            collections.deque
+        )
         self._queued = 0
         self._room = asyncio.Event()
         self._next_task_id = 0
@@ -142,16 +161,18 @@ class WorkerPool:
         """Start every worker and wait until each has loaded the domain code."""
         for name, value in _SINGLE_THREADED.items():
             os.environ.setdefault(name, value)  # inherited by the forkserver at its start
-        results = await asyncio.gather(*(self._spawn() for _ in range(self._size)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._spawn() for _ in range(self._size)), return_exceptions=True
+        )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             await self.close()
             raise RuntimeError(f"{len(failures)} worker(s) failed to start") from failures[0]
         self._update_serving()
 
-    async def run(self, op: str, payload: bytes, *, deadline: float,
-                  wait: bool = False) -> ItemResult:
+    async def run(
+        self, op: str, payload: bytes, *, deadline: float, wait: bool = False
+    ) -> ItemResult:
         """Compute one item. `deadline` is in `loop.time()` seconds.
 
         Raises Unavailable (closing), ResourceExhausted (queue full and not `wait`),
@@ -224,7 +245,8 @@ class WorkerPool:
                 continue  # the caller went away
             if item.deadline <= now:
                 item.future.set_exception(
-                    DeadlineExceeded("the deadline passed while the request was queued"))
+                    DeadlineExceeded("the deadline passed while the request was queued")
+                )
                 continue
             batch.append(item)
         if self._queued < self._settings.queue_size:
@@ -242,20 +264,24 @@ class WorkerPool:
         worker.writer.write(body)
         self._arm_watchdog(worker)
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("task sent", extra={"op": task.op, "items": len(batch),
-                                           "worker_pid": worker.pid})
+            _log.debug(
+                "task sent", extra={"op": task.op, "items": len(batch), "worker_pid": worker.pid}
+            )
 
     def _arm_watchdog(self, worker: _Worker) -> None:
         if worker.watchdog is not None:
             worker.watchdog.cancel()
         item = worker.batch[worker.next_index]
         worker.watchdog = asyncio.get_running_loop().call_at(
-            item.deadline, self._kill_overrun, worker, worker.task_id, worker.next_index)
+            item.deadline, self._kill_overrun, worker, worker.task_id, worker.next_index
+        )
 
     def _kill_overrun(self, worker: _Worker, task_id: int, index: int) -> None:
         if worker.task_id == task_id and worker.next_index == index and worker.batch:
-            _log.warning("worker overran a deadline; replacing it",
-                         extra={"worker_pid": worker.pid, "op": worker.batch[index].op})
+            _log.warning(
+                "worker overran a deadline; replacing it",
+                extra={"worker_pid": worker.pid, "op": worker.batch[index].op},
+            )
             worker.deadline_killed = True
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
@@ -275,17 +301,22 @@ class WorkerPool:
         await self._on_worker_exit(worker)
 
     def _on_item_done(self, worker: _Worker, done: _wire.ItemDone) -> None:
-        item = worker.batch[done.index]
-        worker.next_index = done.index + 1
+        item = worker.batch[done.item]
+        worker.next_index = done.item + 1
         worker.exiting = done.exiting
         self._item_ms += (done.compute_ns / 1e6 - self._item_ms) * 0.05
         if not item.future.done():
-            item.future.set_result(ItemResult(
-                ok=done.ok, body=done.body,
-                queue_ns=max(0, done.started_ns - item.enqueued_ns),
-                compute_ns=done.compute_ns, started_ns=done.started_ns,
-                finished_ns=done.finished_ns, worker_pid=worker.pid,
-            ))
+            item.future.set_result(
+                ItemResult(
+                    ok=done.ok,
+                    body=done.body,
+                    queue_ns=max(0, done.started_ns - item.enqueued_ns),
+                    compute_ns=done.compute_ns,
+                    started_ns=done.started_ns,
+                    finished_ns=done.finished_ns,
+                    worker_pid=worker.pid,
+                )
+            )
         if worker.next_index < len(worker.batch) and not worker.exiting:
             self._arm_watchdog(worker)
             return
@@ -308,7 +339,7 @@ class WorkerPool:
             self._idle.remove(worker)
         worker.writer.close()
         self._update_serving()
-        unfinished = worker.batch[worker.next_index:]
+        unfinished = worker.batch[worker.next_index :]
         worker.batch = []
         error_id = op = None
         if unfinished and not worker.exiting:
@@ -323,24 +354,33 @@ class WorkerPool:
             self.restarts += 1
             self.crashes += int(not worker.exiting and not worker.deadline_killed)
             self._start_replacement()
-        await asyncio.get_running_loop().run_in_executor(
-            None, worker.process.join, _STOP_TIMEOUT_S)
+        await asyncio.get_running_loop().run_in_executor(None, worker.process.join, _STOP_TIMEOUT_S)
         if worker.process.exitcode is None:
             worker.process.kill()
         if error_id is not None:
-            _log.error("worker crashed", extra={
-                "error_id": error_id, "op": op, "worker_pid": worker.pid,
-                "cause": _describe_exit(worker.process.exitcode)})
+            _log.error(
+                "worker crashed",
+                extra={
+                    "error_id": error_id,
+                    "op": op,
+                    "worker_pid": worker.pid,
+                    "cause": _describe_exit(worker.process.exitcode),
+                },
+            )
 
     def _fail_current(self, worker: _Worker, item: _Item) -> str | None:
         """Fail the item a dead worker was computing; the error id of a crash, if any."""
         if worker.deadline_killed:
             if not item.future.done():
-                item.future.set_exception(DeadlineExceeded(
-                    "the computation outlived its deadline; its worker process was replaced"))
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        "the computation outlived its deadline; its worker process was replaced"
+                    )
+                )
             return None
-        error = Internal("the worker process computing this request crashed",
-                         reason="WORKER_CRASHED")
+        error = Internal(
+            "the worker process computing this request crashed", reason="WORKER_CRASHED"
+        )
         if not item.future.done():
             item.future.set_exception(error)
         return error.error_id
@@ -365,8 +405,9 @@ class WorkerPool:
 
     async def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        process = self._ctx.Process(target=worker_main, args=(theirs, self._settings),
-                                    name="qulab-worker", daemon=True)
+        process = self._ctx.Process(
+            target=worker_main, args=(theirs, self._settings), name="qulab-worker", daemon=True
+        )
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._spawner, process.start)
@@ -374,8 +415,7 @@ class WorkerPool:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
         try:
-            head = await asyncio.wait_for(reader.readexactly(_wire.HEADER_SIZE),
-                                          _READY_TIMEOUT_S)
+            head = await asyncio.wait_for(reader.readexactly(_wire.HEADER_SIZE), _READY_TIMEOUT_S)
             ready = _wire.decode(await reader.readexactly(_wire.body_length(head)))
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
             writer.close()
@@ -396,8 +436,11 @@ class WorkerPool:
         serving = bool(self._workers) and not self._closing
         if serving != self._serving:
             self._serving = serving
-            _log.info("worker pool %s", "serving" if serving else "not serving",
-                      extra={"workers": len(self._workers)})
+            _log.info(
+                "worker pool %s",
+                "serving" if serving else "not serving",
+                extra={"workers": len(self._workers)},
+            )
             if self._on_serving_change is not None:
                 self._on_serving_change(serving)
 
