@@ -2,7 +2,8 @@
 
     python scripts/proto.py            regenerate clients/python/{qulab/v1,buf/validate}
     python scripts/proto.py --check    regenerate into a scratch folder; exit 1 on drift
-    python scripts/proto.py --lint     buf lint (and buf breaking against --against IMAGE)
+    python scripts/proto.py --lint     buf lint, and buf breaking against the contract as
+                                       it was at the commit in protos/BREAKING_BASELINE
 
 protovalidate's `buf/validate/validate.proto` is not fetched from the Buf registry (this
 project reaches no registry but the language package managers): its descriptor is taken
@@ -30,6 +31,7 @@ from google.protobuf import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+BASELINE = PROTOS / "BREAKING_BASELINE"  # the commit whose contract must stay compatible
 OUT = ROOT / "clients" / "python"
 GENERATED_DIRS = ("qulab/v1", "buf/validate")
 VALIDATE_PROTO = "buf/validate/validate.proto"
@@ -52,15 +54,15 @@ def _googleapis_include() -> Path:
     return Path(str(status)).parent.parent.parent
 
 
-def _own_protos() -> list[str]:
-    return sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+def _own_protos(protos: Path = PROTOS) -> list[str]:
+    return sorted(str(p.relative_to(protos)) for p in protos.rglob("*.proto"))
 
 
-def _protoc(args: list[str]) -> None:
+def _protoc(args: list[str], protos: Path = PROTOS) -> None:
     from grpc_tools import protoc
 
     well_known = importlib.resources.files("grpc_tools").joinpath("_proto")
-    argv = ["protoc", f"-I{PROTOS}", f"-I{_googleapis_include()}", f"-I{well_known}", *args]
+    argv = ["protoc", f"-I{protos}", f"-I{_googleapis_include()}", f"-I{well_known}", *args]
     if protoc.main(argv) != 0:
         sys.exit(f"protoc failed: {' '.join(argv)}")
 
@@ -98,13 +100,15 @@ def generate(out: Path, scratch: Path) -> None:
             if package in (out, *out.parents) or package.name == "qulab":
                 continue  # `qulab` is a namespace package shared with the server
             (package / "__init__.py").touch()
+    for folder in GENERATED_DIRS:
+        (out / folder / "py.typed").touch()  # the .pyi stubs are for type checkers (PEP 561)
     # grpc stubs import grpc; message modules must not, so workers can load them.
     for grpc_module in (out / "buf").rglob("*_grpc.py*"):
         grpc_module.unlink()
 
 
-def image(path: Path, scratch: Path) -> None:
-    """A buf image (FileDescriptorSet with source info) of our protos and their imports."""
+def image(path: Path, scratch: Path, protos: Path = PROTOS) -> None:
+    """A buf image (FileDescriptorSet with source info) of the protos and their imports."""
     deps = scratch / "validate.binpb"
     _validate_descriptor_set(deps)
     _protoc(
@@ -113,9 +117,19 @@ def image(path: Path, scratch: Path) -> None:
             "--include_imports",
             "--include_source_info",
             f"--descriptor_set_out={path}",
-            *_own_protos(),
-        ]
+            *_own_protos(protos),
+        ],
+        protos,
     )
+
+
+def _protos_at(commit: str, scratch: Path) -> Path:
+    """The protos/ folder as it was at `commit`, extracted from git."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, "protos"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive, check=True)
+    return scratch / "protos"
 
 
 def _drift(expected: Path, actual: Path) -> list[str]:
@@ -130,21 +144,25 @@ def _drift(expected: Path, actual: Path) -> list[str]:
     return diffs
 
 
-def lint(against: Path | None) -> None:
+def lint() -> None:
     buf = shutil.which("buf", path=str(Path(sys.executable).parent)) or "buf"
+    cfg = (ROOT / "buf.yaml").read_text()
     with tempfile.TemporaryDirectory() as tmp:
-        img = Path(tmp) / "image.binpb"
-        image(img, Path(tmp))
-        cfg = (ROOT / "buf.yaml").read_text()
-        subprocess.run([buf, "lint", str(img), "--config", cfg, "--path", "qulab"], check=True)
-        if against is not None:
+        scratch = Path(tmp)
+        current = scratch / "current.binpb"
+        image(current, scratch)
+        subprocess.run([buf, "lint", str(current), "--config", cfg, "--path", "qulab"], check=True)
+        if BASELINE.exists():
+            commit = BASELINE.read_text().strip()
+            previous = scratch / "baseline.binpb"
+            image(previous, scratch, _protos_at(commit, scratch))
             subprocess.run(
                 [
                     buf,
                     "breaking",
-                    str(img),
+                    str(current),
                     "--against",
-                    str(against),
+                    str(previous),
                     "--config",
                     cfg,
                     "--path",
@@ -152,13 +170,13 @@ def lint(against: Path | None) -> None:
                 ],
                 check=True,
             )
+            print(f"buf lint clean; no breaking change since {commit[:12]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if generated code drifted")
-    parser.add_argument("--lint", action="store_true", help="run buf lint")
-    parser.add_argument("--against", type=Path, help="buf image of the previous contract")
+    parser.add_argument("--lint", action="store_true", help="run buf lint and buf breaking")
     parser.add_argument("--image", type=Path, help="write a buf image of the protos here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +184,7 @@ def main() -> None:
         if args.image:
             image(args.image, scratch)
         elif args.lint:
-            lint(args.against)
+            lint()
         elif args.check:
             fresh = scratch / "out"
             fresh.mkdir()

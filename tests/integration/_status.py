@@ -45,8 +45,8 @@ def _fill(failure: Failure, status: status_pb2.Status) -> None:
 
 
 def failure_of(error: grpc.RpcError) -> Failure:
-    """The code, message, trailers and decoded details of a failed call."""
-    assert isinstance(error, grpc.Call)
+    """The code, message, trailers and decoded details of a failed call (sync or aio)."""
+    assert isinstance(error, grpc.Call | grpc.aio.AioRpcError), error
     trailers = dict(error.trailing_metadata() or ())
     status = rpc_status.from_call(error)
     failure = Failure(error.code(), error.details() or "", trailers, status)

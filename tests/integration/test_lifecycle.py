@@ -121,8 +121,9 @@ def test_not_serving_while_no_worker_can_serve(start_server: Callable[..., Runni
             watcher.close()
 
 
-def test_sigterm_drains_admitted_work_and_exits_zero(
-    start_server: Callable[..., RunningServer],
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_drains_admitted_work_and_exits_zero(
+    start_server: Callable[..., RunningServer], stop_signal: int
 ) -> None:
     server = start_server(workers="2", drain_grace_s="30", log_level="DEBUG")
     workers = _workers(server, 2)
@@ -145,7 +146,7 @@ def test_sigterm_drains_admitted_work_and_exits_zero(
                 )
             )
             server.wait_for_log(message="queued", count=len(smiles) + 5)  # all admitted
-            server.process.send_signal(signal.SIGTERM)
+            server.process.send_signal(stop_signal)
             watcher.wait_for(NOT_SERVING)
             server.wait_for_log(message="draining")
             with Client(server.address, timeout=5) as late, pytest.raises(grpc.RpcError) as caught:

@@ -247,3 +247,18 @@ def test_memory_cap_stops_a_hungry_input_without_killing_the_server(
     uncapped = start_server(workers="1", max_atoms="1000000", worker_memory_mb="0")
     with Client(uncapped.address, timeout=120) as client:
         assert _parse(client, ring, timeout=120).molecule.num_atoms == 5_000
+
+
+def test_workers_never_load_grpc(server: RunningServer) -> None:
+    """Workers run chemistry only: the gRPC core library is not mapped in their memory,
+    while RDKit is."""
+    workers = _workers(server, 2)
+    for pid in workers:
+        with open(f"/proc/{pid}/maps") as maps:
+            mapped = maps.read()
+        assert "cygrpc" not in mapped, pid
+        assert "rdkit" in mapped.lower(), pid
+    with open(f"/proc/{server.process.pid}/maps") as maps:
+        server_mapped = maps.read()
+    assert "cygrpc" in server_mapped
+    assert "rdkit" not in server_mapped.lower()  # the event loop never runs chemistry

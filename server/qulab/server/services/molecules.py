@@ -74,28 +74,31 @@ class MoleculeServicer:
         context: Context,
         call: Call,
     ) -> AsyncIterator[bytes]:
-        # A bounded window of items in flight: when it is full the reader stops reading,
-        # and HTTP/2 flow control slows the client down. Answers leave in request order.
-        window: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(
-            self._rpc.settings.stream_window
-        )
+        # At most `stream_window` items in flight, each holding a slot from the moment it is
+        # read until its answer is sent: when none is free the reader stops reading, and
+        # HTTP/2 flow control slows the client down. Answers leave in request order.
+        slots = asyncio.Semaphore(self._rpc.settings.stream_window)
+        in_order: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue()
 
         async def read() -> None:
             try:
                 async for request in requests:
-                    await window.put(asyncio.create_task(self._parse_item(request, call)))
+                    await slots.acquire()
+                    in_order.put_nowait(asyncio.create_task(self._parse_item(request, call)))
             finally:
-                await window.put(None)
+                in_order.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
-            while (item := await window.get()) is not None:
-                yield await item
+            while (item := await in_order.get()) is not None:
+                answer = await item
+                slots.release()
+                yield answer
             await reader  # re-raise a failure to read the stream
         finally:
             reader.cancel()
-            while not window.empty():
-                pending = window.get_nowait()
+            while not in_order.empty():
+                pending = in_order.get_nowait()
                 if pending is not None:
                     pending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
