@@ -65,5 +65,6 @@ async def test_a_bug_is_internal_with_a_logged_error_id(caplog: pytest.LogCaptur
     assert "Traceback" not in wire
     assert error_id in failure.message
     logged = [r for r in caplog.records if getattr(r, "error_id", None) == error_id]
-    assert logged and logged[0].exc_info is not None
+    assert logged
+    assert logged[0].exc_info is not None
     assert SECRET in str(logged[0].exc_info[1])
