@@ -1,4 +1,9 @@
-"""Provenance: where an answer came from, as a `qulab.v1.Provenance` and as a log record."""
+"""Provenance: where an answer came from, as a `qulab.v1.Provenance` and as a log record.
+
+`build` makes the per-call part; `as_field` serializes it as a response's `provenance`
+field with the part that never changes (server and library versions) appended as bytes
+serialized once at start (concatenated protobuf is merged), so no call rebuilds that map.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from qulab.server._version import __version__
 from qulab.v1 import common_pb2
 
-__all__ = ["SERVER_VERSION", "build", "library_versions", "log_fields"]
+__all__ = ["SERVER_VERSION", "as_field", "build", "library_versions", "log_fields"]
 
 SERVER_VERSION = __version__
 _LIBRARIES = ("rdkit", "selfies", "numpy", "protobuf", "grpcio", "protovalidate")
@@ -29,6 +35,9 @@ def _library_versions() -> dict[str, str]:
 
 
 _VERSIONS = _library_versions()
+_CONSTANT = common_pb2.Provenance(
+    server_version=SERVER_VERSION, library_versions=_VERSIONS
+).SerializeToString()
 
 
 def library_versions() -> Mapping[str, str]:
@@ -75,8 +84,6 @@ def build(
         input_sha256=input_sha256,
         input_size_bytes=input_size,
         output_size_bytes=output_size,
-        server_version=SERVER_VERSION,
-        library_versions=_VERSIONS,
         parameters=parameters,
         cache_hit=cache_hit,
         trace_id=trace_id,
@@ -84,9 +91,26 @@ def build(
     )
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def as_field(record: common_pb2.Provenance, response_type: type[Message]) -> bytes:
+    """`record` plus the versions, serialized as the `provenance` field of `response_type`;
+    appended to a serialized response, it sets that field."""
+    inner = record.SerializeToString() + _CONSTANT
+    number = response_type.DESCRIPTOR.fields_by_name["provenance"].number
+    return _varint(number << 3 | 2) + _varint(len(inner)) + inner  # wire type 2: bytes
+
+
 def log_fields(p: common_pb2.Provenance) -> dict[str, Any]:
     """The provenance as plain JSON-ready fields (faster than json_format on the hot path);
-    library versions are left out: they are logged once at start."""
+    library versions are left out: they are logged once, at start."""
     return {
         "request_id": p.request_id,
         "method": p.method,
@@ -99,7 +123,7 @@ def log_fields(p: common_pb2.Provenance) -> dict[str, Any]:
         "input_sha256": p.input_sha256,
         "input_size_bytes": p.input_size_bytes,
         "output_size_bytes": p.output_size_bytes,
-        "server_version": p.server_version,
+        "server_version": SERVER_VERSION,
         "parameters": dict(p.parameters),
         "cache_hit": p.cache_hit,
         "trace_id": p.trace_id,

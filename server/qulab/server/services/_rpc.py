@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import protovalidate
@@ -38,6 +38,7 @@ from qulab.server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from qulab.server.logs import rpc_log
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
 
@@ -52,10 +53,6 @@ ANONYMOUS = "anonymous"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 RequestT = TypeVar("RequestT", bound=Message)
-
-
-class ResponseType(Protocol):
-    def __call__(self, *, provenance: common_pb2.Provenance) -> Message: ...
 
 
 @dataclass(slots=True)
@@ -258,27 +255,23 @@ class Rpc:
     def respond(
         body: bytes,
         record: common_pb2.Provenance,
-        response_type: ResponseType,
+        response_type: type[Message],
         code: int = code_pb2.OK,
     ) -> bytes:
         """`body` with the provenance field appended, and the provenance logged."""
-        if _log.isEnabledFor(logging.INFO):
-            _log.info(
-                "rpc", extra={"code": code_pb2.Code.Name(code), **provenance.log_fields(record)}
-            )
-        return body + response_type(provenance=record).SerializeToString()
+        rpc_log.write({"code": code_pb2.Code.Name(code), **provenance.log_fields(record)})
+        return body + provenance.as_field(record, response_type)
 
 
 def _log_cancelled(call: Call) -> None:
     """The caller cancelled, or its deadline passed, while the call was being served."""
-    _log.info(
-        "rpc",
-        extra={
+    rpc_log.write(
+        {
             "code": "CANCELLED",
             "method": call.method,
             "request_id": call.request_id,
             "duration_ns": time.time_ns() - call.received_ns,
-        },
+        }
     )
 
 
@@ -305,14 +298,13 @@ async def _abort(context: Context, call: Call, error: QulabError) -> None:
         pushback = error.retry_after_ms if isinstance(error, ResourceExhausted) else -1
         trailers.append((_PUSHBACK_KEY, str(pushback)))
     name = code_pb2.Code.Name(status.code)
-    _log.info(
-        "rpc",
-        extra={
+    rpc_log.write(
+        {
             "code": name,
             "method": call.method,
             "request_id": call.request_id,
             "error": status.message,
             "duration_ns": time.time_ns() - call.received_ns,
-        },
+        }
     )
     await context.abort(grpc.StatusCode[name], status.message, trailing_metadata=tuple(trailers))

@@ -61,19 +61,19 @@ def decode(frame: bytes) -> Task | Ready | ItemDone:
     return result
 
 
+def frame(body: bytes) -> bytes:
+    """Header and body as one buffer: one write, one wake-up of the reader."""
+    return _HEADER.pack(len(body)) + body
+
+
 def body_length(header: bytes) -> int:
     (length,) = _HEADER.unpack(header)
     return int(length)
 
 
-def header(length: int) -> bytes:
-    return _HEADER.pack(length)
-
-
 def send_frame(sock: socket.socket, body: bytes) -> None:
     """Blocking send, for the worker side."""
-    sock.sendall(_HEADER.pack(len(body)))
-    sock.sendall(body)
+    sock.sendall(frame(body))
 
 
 def recv_frame(sock: socket.socket) -> bytes | None:

@@ -259,9 +259,7 @@ class WorkerPool:
         worker.batch = batch
         worker.next_index = 0
         task = _wire.Task(worker.task_id, batch[0].op, [item.payload for item in batch])
-        body = _wire.encode(task)
-        worker.writer.write(_wire.header(len(body)))
-        worker.writer.write(body)
+        worker.writer.write(_wire.frame(_wire.encode(task)))
         self._arm_watchdog(worker)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
