@@ -1,0 +1,82 @@
+"""QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]`.
+
+How to run: from the repository root, on an otherwise idle machine (the served
+benchmarks start their own server on 127.0.0.1 and a load generator beside it; everything
+stops by itself). The whole run takes two to three minutes on 2 cores; `--quick` is a
+smoke run of a few seconds per figure, not a measurement.
+
+How to read it: each row is the median of `--repeats` runs over the same molecules
+(min-max beside it), after a warm-up. Ratios compare rows of the same invocation, never
+figures from elsewhere: "full parse" is bare RDKit on one core in this process,
+"parse_molecule" the service's own domain function on one core. `err` counts failed
+calls or items (expected 0: the molecules are ones RDKit reads). The CPU column is the CPU
+time per molecule (µs) of the load generator / the server's event-loop process / its
+worker processes / the rest of the machine: with 2 cores, the sum of the first three caps
+the served rate at 2e6 / sum mol/s, and the largest share is what to make cheaper; a
+large "other" means something else was running, and "noisy" counts the runs during which
+it took more than a fifth of a core. A tick or cross
+marks a target met or missed. Every run is in bench/results/molecules.json; see
+`bench.molecules` for what each row measures and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from bench import molecules
+from bench._corpus import corpus_path, unique_smiles
+from bench._environment import describe
+from bench._report import format_table, write_json
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--molecules", type=int, default=10_000, help="unique molecules used")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="bound on one run")
+    parser.add_argument("--open-loop-seconds", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.molecules, args.repeats, args.max_seconds, args.open_loop_seconds = 1000, 1, 3, 2
+
+    started = time.perf_counter()
+    environment = describe()
+    config = molecules.Config(
+        smiles=unique_smiles(args.molecules),
+        repeats=args.repeats,
+        max_seconds=args.max_seconds,
+        open_loop_seconds=args.open_loop_seconds,
+    )
+    print("machine:", ", ".join(f"{k} {v}" for k, v in environment.items()), flush=True)
+    print(
+        f"molecules: {len(config.smiles):,} from {corpus_path()}; {config.repeats} runs each;"
+        f" server settings {molecules.SERVER_SETTINGS}",
+        flush=True,
+    )
+    rows = molecules.run(config)
+    print(format_table(rows))
+    settings = dataclasses.asdict(config) | {"smiles": len(config.smiles)}
+    path = write_json(
+        "molecules",
+        {
+            "environment": environment,
+            "corpus": str(corpus_path()),
+            "config": settings,
+            "server_settings": molecules.SERVER_SETTINGS,
+            "load": molecules.LOAD_SETTINGS,
+            "seconds": time.perf_counter() - started,
+            "rows": [row.as_json() for row in rows],
+        },
+    )
+    print(f"{time.perf_counter() - started:.0f} s; results in {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The load generator: a process of its own that drives a running server over grpc.aio.
+
+`generate(job)` runs `python -m bench._load` with the job as JSON on stdin and returns the
+`Run`s it prints. A separate process so that the client's CPU (serializing requests,
+parsing answers, its own event loop) is not counted as the server's, and is measured
+apart (`bench._cpu`). Each job warms up first (its first `warmup` units, not recorded),
+then times `repeats` runs over all its units; each run also stops after `max_seconds`.
+
+Kinds of job:
+- "unary": ParseMolecule, `callers` concurrent callers (closed loop: each sends its next
+  call when its previous one is answered) spread over `channels` HTTP/2 connections.
+- "stream": ParseMolecules, the molecules split over `streams` concurrent streams.
+- "encode": EncodeMolecule, Morgan r2 / 2048 bits, `batch` molecules per call,
+  `in_flight` calls at once.
+- "open_loop": ParseMolecule sent on a fixed clock, `rate` calls per second whether or
+  not earlier calls were answered; each latency is measured from the call's scheduled
+  send time, so a server (or client) falling behind shows up as latency instead of
+  silently lowering the rate (coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import grpc
+import numpy as np
+
+from bench._corpus import ROOT
+from bench._cpu import CpuClock
+from bench._measure import Run
+from qulab.v1 import molecule_pb2, molecule_pb2_grpc
+
+__all__ = ["generate"]
+
+CALL_TIMEOUT_S = 10.0
+_CHANNEL_OPTIONS = [
+    # Separate connections per channel, rather than one shared subchannel.
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+if TYPE_CHECKING:  # the asyncio stub type exists in the type stubs only
+    _Stub: TypeAlias = molecule_pb2_grpc.MoleculeServiceAsyncStub
+
+
+def generate(job: dict[str, Any], timeout_s: float) -> list[Run]:
+    """Run one job in a fresh load-generator process (killed after `timeout_s`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench._load"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout_s,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return [Run(**run) for run in json.loads(done.stdout)]
+
+
+@dataclass
+class _Outcome:
+    count: int = 0
+    errors: int = 0
+    first_error: str = ""
+    detail: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def add(self, count: int, errors: int = 0, why: str = "") -> None:
+        self.count += count
+        self.errors += errors
+        if errors and not self.first_error:
+            self.first_error = why
+
+    def add_error(self, count: int, error: grpc.aio.AioRpcError) -> None:
+        self.add(count, count, f"{error.code().name}: {error.details()}")
+
+
+# -- the kinds of job: units of work, and one pass over them -----------------------------
+
+
+def _parse_requests(job: dict[str, Any]) -> list[molecule_pb2.ParseMoleculeRequest]:
+    return [molecule_pb2.ParseMoleculeRequest(smiles=s) for s in job["smiles"]]
+
+
+def _encode_requests(job: dict[str, Any]) -> list[molecule_pb2.EncodeMoleculeRequest]:
+    smiles, size = job["smiles"], job["batch"]
+    fingerprint = molecule_pb2.FingerprintOptions(radius=2, n_bits=2048)
+    return [
+        molecule_pb2.EncodeMoleculeRequest(
+            molecules=[molecule_pb2.MoleculeInput(smiles=s) for s in smiles[i : i + size]],
+            encoding=molecule_pb2.MOLECULE_ENCODING_MORGAN,
+            fingerprint=fingerprint,
+        )
+        # Whole batches only (but one, however short, if there are too few molecules).
+        for i in range(0, max(len(smiles) - size, 0) + 1, size)
+    ]
+
+
+_Call: TypeAlias = Callable[["_Stub", Any, _Outcome], Awaitable[None]]
+
+
+async def _closed_loop(
+    stubs: Sequence[_Stub], units: Sequence[Any], concurrency: int, call: _Call, stop_at: float
+) -> _Outcome:
+    """`concurrency` callers take the units in turn, one call each at a time."""
+    outcome = _Outcome()
+    todo = iter(units)  # shared: every unit is taken by exactly one caller
+
+    async def caller(stub: _Stub) -> None:
+        for unit in todo:
+            await call(stub, unit, outcome)
+            if time.perf_counter() > stop_at:
+                return
+
+    await asyncio.gather(*(caller(stubs[i % len(stubs)]) for i in range(concurrency)))
+    return outcome
+
+
+async def _parse_call(stub: _Stub, request: Any, outcome: _Outcome) -> None:
+    try:
+        await stub.ParseMolecule(request, timeout=CALL_TIMEOUT_S)
+    except grpc.aio.AioRpcError as error:
+        outcome.add_error(1, error)
+    else:
+        outcome.add(1)
+
+
+async def _encode_call(stub: _Stub, request: Any, outcome: _Outcome) -> None:
+    count = len(request.molecules)
+    try:
+        answer = await stub.EncodeMolecule(request, timeout=CALL_TIMEOUT_S)
+    except grpc.aio.AioRpcError as error:
+        outcome.add_error(count, error)
+        return
+    failed = [status for status in answer.item_status if status.code]
+    outcome.add(count, len(failed), failed[0].message if failed else "")
+
+
+async def _unary(
+    stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
+) -> _Outcome:
+    return await _closed_loop(stubs, units, job["callers"], _parse_call, stop_at)
+
+
+async def _encode(
+    stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
+) -> _Outcome:
+    return await _closed_loop(stubs, units, job["in_flight"], _encode_call, stop_at)
+
+
+async def _stream(
+    stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
+) -> _Outcome:
+    outcome = _Outcome()
+    streams = job["streams"]
+
+    async def one_stream(stub: _Stub, requests: Sequence[Any]) -> None:
+        call = stub.ParseMolecules(iter(requests))
+        try:
+            async for answer in call:
+                failed = answer.HasField("error")
+                outcome.add(1, failed, answer.error.message if failed else "")
+                if time.perf_counter() > stop_at:
+                    call.cancel()
+                    return
+        except grpc.aio.AioRpcError as error:
+            outcome.add_error(0, error)
+
+    share = -(-len(units) // streams)
+    parts = [units[i * share : (i + 1) * share] for i in range(streams)]
+    await asyncio.gather(*(one_stream(stubs[i % len(stubs)], p) for i, p in enumerate(parts)))
+    return outcome
+
+
+async def _open_loop(
+    stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
+) -> _Outcome:
+    clock = time.perf_counter  # not loop.time(): uvloop's is in whole milliseconds
+    interval = 1.0 / job["rate"]
+    latencies: list[float] = []
+    queued: list[int] = []  # the server's own account (provenance), in ns
+    computed: list[int] = []
+    outcome = _Outcome()
+
+    async def send(stub: _Stub, request: Any, scheduled: float) -> None:
+        try:
+            answer = await stub.ParseMolecule(request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            outcome.add_error(1, error)
+        else:
+            latencies.append(clock() - scheduled)
+            record = answer.provenance
+            queued.append(record.queue_duration.ToNanoseconds())
+            computed.append(record.compute_duration.ToNanoseconds())
+            outcome.add(1)
+
+    start = clock()
+    lags: list[float] = []  # how late the client itself sent (its timers tick in ms)
+    sent: list[asyncio.Task[None]] = []
+    for i, request in enumerate(units):
+        scheduled = start + i * interval
+        if scheduled > clock():
+            await asyncio.sleep(scheduled - clock())
+        lags.append(clock() - scheduled)
+        sent.append(asyncio.create_task(send(stubs[i % len(stubs)], request, scheduled)))
+        if clock() > stop_at:
+            break
+    await asyncio.gather(*sent)
+    if latencies:
+        ms = np.asarray(latencies) * 1e3
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        outcome.detail = {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": ms.max()}
+        # Where the time went: the server's own account (provenance) of waiting for a
+        # worker and computing, and the client's lateness in sending.
+        for name, values in (("queue", queued), ("compute", computed), ("send_lag", lags)):
+            scale = 1e-6 if name != "send_lag" else 1e3
+            p50, p99 = np.percentile(np.asarray(values) * scale, [50, 99])
+            outcome.detail |= {f"{name}_p50_ms": p50, f"{name}_p99_ms": p99}
+    return outcome
+
+
+_Pass: TypeAlias = Callable[
+    [Sequence["_Stub"], Sequence[Any], dict[str, Any], float], Awaitable[_Outcome]
+]
+_KINDS: dict[str, tuple[Callable[[dict[str, Any]], list[Any]], _Pass]] = {
+    "unary": (_parse_requests, _unary),
+    "stream": (_parse_requests, _stream),
+    "encode": (_encode_requests, _encode),
+    "open_loop": (_parse_requests, _open_loop),
+}
+
+
+# -- the process -------------------------------------------------------------------------
+
+
+async def _main(job: dict[str, Any]) -> list[Run]:
+    make_units, one_pass = _KINDS[job["kind"]]
+    units = make_units(job)
+    channels = [
+        grpc.aio.insecure_channel(job["address"], options=_CHANNEL_OPTIONS)
+        for _ in range(job.get("channels", 1))
+    ]
+    try:
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), CALL_TIMEOUT_S)
+        stubs = [molecule_pb2_grpc.MoleculeServiceStub(channel) for channel in channels]
+        clock = CpuClock(job["server_pid"])
+        await one_pass(stubs, units[: job["warmup"]], job, time.perf_counter() + job["max_seconds"])
+        runs = []
+        for _ in range(job["repeats"]):
+            before = clock.read()
+            start = time.perf_counter()
+            outcome = await one_pass(stubs, units, job, start + job["max_seconds"])
+            seconds = time.perf_counter() - start
+            runs.append(
+                Run(
+                    outcome.count,
+                    seconds,
+                    outcome.errors,
+                    clock.since(before),
+                    outcome.detail,
+                    outcome.first_error,
+                )
+            )
+        return runs
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a server dependency
+        runs = asyncio.run(_main(job))
+    else:
+        runs = uvloop.run(_main(job))
+    json.dump([dataclasses.asdict(run) for run in runs], sys.stdout, default=float)
+
+
+if __name__ == "__main__":
+    main()
