@@ -4,6 +4,8 @@ shows the setting (not a default elsewhere) is what refuses."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from qulab.client import Client
+from qulab.client import AsyncClient, Client
 from qulab.v1 import molecule_pb2
 from tests.conftest import RunningServer
 from tests.integration._status import failure_of
@@ -121,3 +123,26 @@ def test_stream_keeps_a_bounded_window_in_flight(
         finally:
             os.kill(worker, signal.SIGCONT)
         assert [a.id for a in answers.result(60)] == [str(n) for n in range(1, 41)]
+
+
+async def test_a_flood_is_answered_never_cancelled(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """3,000 calls at once, over the concurrency cap (500): each is answered, or refused
+    with RESOURCE_EXHAUSTED; none is dropped with CANCELLED (gRPC core's default pending
+    limit did exactly that)."""
+    server = start_server(queue_size="200", max_concurrent_rpcs="500", cache_mb="0")
+    async with AsyncClient(server.address, timeout=120) as client:
+        answers = await asyncio.gather(
+            *(
+                client.parse_molecule(molecule_pb2.ParseMoleculeRequest(smiles="C" * (1 + i % 50)))
+                for i in range(3000)
+            ),
+            return_exceptions=True,
+        )
+    codes = collections.Counter(
+        a.code() if isinstance(a, grpc.aio.AioRpcError) else type(a).__name__ for a in answers
+    )
+    assert set(codes) <= {"ParseMoleculeResponse", grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    assert codes["ParseMoleculeResponse"] >= 200, codes
+    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0, "the flood did not reach a limit"

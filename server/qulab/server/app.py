@@ -75,8 +75,16 @@ async def start(settings: Settings) -> Server:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # gRPC core cancels calls waiting to be picked up by the application past a soft
+        # limit (default 1,000; measured: ~1,100 calls at once gave CANCELLED with no log
+        # line). A flood must instead be refused with a status: by the concurrency cap
+        # (RESOURCE_EXHAUSTED) or the admission queue (the same, with a retry pushback).
+        # gRPC still has to pick a call up to refuse it, so the pending limit sits well
+        # above the cap.
+        ("grpc.server.max_pending_requests", 8 * settings.max_concurrent_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", 16 * settings.max_concurrent_rpcs),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
     server.add_generic_rpc_handlers([MoleculeServicer(rpc).handler()])
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.reflection:

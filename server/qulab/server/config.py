@@ -61,6 +61,13 @@ class Settings:
         low=1,
         high=4096,
     )
+    max_concurrent_rpcs: int = _setting(
+        4096,
+        "Calls the server holds at once; past it a call gets RESOURCE_EXHAUSTED from gRPC "
+        "before any work.",
+        low=16,
+        high=1_000_000,
+    )
     stream_window: int = _setting(64, "Items of one stream in flight at once.", low=1, high=4096)
     default_timeout_s: float = _setting(
         30.0, "Deadline for calls that set none, in seconds.", low=0.01, high=3600

@@ -16,12 +16,24 @@ the cost on each side is one `loads`/`dumps` of a few fields plus the payload by
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["ItemDone", "Ready", "Task", "decode", "encode", "recv_frame", "send_frame"]
+__all__ = [
+    "FrameProtocol",
+    "ItemDone",
+    "Ready",
+    "Task",
+    "decode",
+    "encode",
+    "frame",
+    "recv_frame",
+    "send_frame",
+]
 
 _HEADER = struct.Struct("!Q")
 HEADER_SIZE = _HEADER.size
@@ -97,3 +109,31 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
             return None
         got += n
     return bytes(buf)
+
+
+class FrameProtocol(asyncio.Protocol):
+    """The server's end of a worker socket: frames are cut out of the byte stream and
+    handed over decoded as they arrive, inside the event loop's read callback (no task or
+    await per frame)."""
+
+    def __init__(
+        self, on_message: Callable[[Task | Ready | ItemDone], None], on_closed: Callable[[], None]
+    ) -> None:
+        self._on_message = on_message
+        self._on_closed = on_closed
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= HEADER_SIZE:
+            end = start + HEADER_SIZE + _HEADER.unpack_from(buffer, start)[0]
+            if len(buffer) < end:
+                break
+            self._on_message(decode(bytes(buffer[start + HEADER_SIZE : end])))
+            start = end
+        del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_closed()

@@ -83,34 +83,34 @@ class _Worker:
         "batch",
         "deadline_killed",
         "exiting",
+        "gone",
         "next_index",
         "pid",
         "process",
-        "reader",
-        "reader_task",
         "task_id",
+        "transport",
         "watchdog",
-        "writer",
     )
 
-    def __init__(
-        self,
-        process: multiprocessing.process.BaseProcess,
-        pid: int,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
         self.process = process
-        self.pid = pid
-        self.reader = reader
-        self.writer = writer
+        self.pid = 0  # known once the worker says Ready
+        self.transport: asyncio.Transport | None = None
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.batch: list[_Item] = []
         self.next_index = 0
         self.task_id = 0
         self.watchdog: asyncio.TimerHandle | None = None
         self.deadline_killed = False
         self.exiting = False  # the worker said it leaves on purpose
-        self.reader_task: asyncio.Task[None] | None = None
+
+    def send(self, body: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(_wire.frame(body))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class WorkerPool:
@@ -138,6 +138,7 @@ class WorkerPool:
         self._closing = False
         self._item_ms = 1.0  # moving average of compute time, for retry estimates
         self._spawning: set[asyncio.Task[None]] = set()
+        self._exiting: set[asyncio.Task[None]] = set()  # keeps exit handlers referenced
         self.crashes = 0
         self.restarts = 0
 
@@ -211,12 +212,12 @@ class WorkerPool:
         self._queued = 0
         for task in list(self._spawning):
             task.cancel()
-        for worker in list(self._workers):
-            worker.writer.close()  # the worker finishes its task, reads EOF and exits
-        for worker in list(self._workers):
-            if worker.reader_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker.reader_task
+        workers = list(self._workers)
+        for worker in workers:
+            if worker.transport is not None:  # the worker finishes its task, reads EOF, exits
+                worker.transport.write_eof()
+        for worker in workers:
+            await worker.gone
         self._update_serving()
         self._spawner.shutdown(wait=False)
 
@@ -259,7 +260,7 @@ class WorkerPool:
         worker.batch = batch
         worker.next_index = 0
         task = _wire.Task(worker.task_id, batch[0].op, [item.payload for item in batch])
-        worker.writer.write(_wire.frame(_wire.encode(task)))
+        worker.send(_wire.encode(task))
         self._arm_watchdog(worker)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
@@ -285,18 +286,6 @@ class WorkerPool:
                 os.kill(worker.pid, signal.SIGKILL)
 
     # -- results -----------------------------------------------------------------------
-
-    async def _read(self, worker: _Worker) -> None:
-        try:
-            while True:
-                head = await worker.reader.readexactly(_wire.HEADER_SIZE)
-                body = await worker.reader.readexactly(_wire.body_length(head))
-                done = _wire.decode(body)
-                assert isinstance(done, _wire.ItemDone)
-                self._on_item_done(worker, done)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        await self._on_worker_exit(worker)
 
     def _on_item_done(self, worker: _Worker, done: _wire.ItemDone) -> None:
         item = worker.batch[done.item]
@@ -335,7 +324,7 @@ class WorkerPool:
         self._workers.discard(worker)
         if worker in self._idle:
             self._idle.remove(worker)
-        worker.writer.close()
+        worker.close()
         self._update_serving()
         unfinished = worker.batch[worker.next_index :]
         worker.batch = []
@@ -365,6 +354,7 @@ class WorkerPool:
                     "cause": _describe_exit(worker.process.exitcode),
                 },
             )
+        worker.gone.set_result(None)
 
     def _fail_current(self, worker: _Worker, item: _Item) -> str | None:
         """Fail the item a dead worker was computing; the error id of a crash, if any."""
@@ -411,21 +401,38 @@ class WorkerPool:
             await loop.run_in_executor(self._spawner, process.start)
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_connection(sock=ours)
+        worker = _Worker(process)
+        ready: asyncio.Future[_wire.Ready] = loop.create_future()
+
+        def on_message(message: _wire.Task | _wire.Ready | _wire.ItemDone) -> None:
+            if isinstance(message, _wire.ItemDone):
+                self._on_item_done(worker, message)
+            elif isinstance(message, _wire.Ready) and not ready.done():
+                ready.set_result(message)
+
+        def on_closed() -> None:
+            if not ready.done():
+                ready.set_exception(ConnectionError("the worker closed its socket"))
+            elif worker in self._workers:
+                task = loop.create_task(self._on_worker_exit(worker))
+                self._exiting.add(task)
+                task.add_done_callback(self._exiting.discard)
+            else:
+                worker.gone.set_result(None)
+
+        worker.transport, _ = await loop.create_connection(
+            lambda: _wire.FrameProtocol(on_message, on_closed), sock=ours
+        )
         try:
-            head = await asyncio.wait_for(reader.readexactly(_wire.HEADER_SIZE), _READY_TIMEOUT_S)
-            ready = _wire.decode(await reader.readexactly(_wire.body_length(head)))
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
-            writer.close()
+            worker.pid = (await asyncio.wait_for(ready, _READY_TIMEOUT_S)).pid
+        except (TimeoutError, ConnectionError) as exc:
+            worker.close()
             process.kill()
             raise RuntimeError(f"worker {process.pid} did not become ready") from exc
-        assert isinstance(ready, _wire.Ready)
-        worker = _Worker(process, ready.pid, reader, writer)
         if self._closing:
-            writer.close()
+            worker.close()
             return
         self._workers.add(worker)
-        worker.reader_task = loop.create_task(self._read(worker))
         self._idle.append(worker)
         self._update_serving()
         self._dispatch()
