@@ -34,7 +34,8 @@ def _machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (a server's forkserver and the workers it started)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -58,7 +59,7 @@ class CpuClock:
 
     def __init__(self, server_pid: int | None = None) -> None:
         self._server_pid = server_pid
-        self._workers = [] if server_pid is None else _descendants(server_pid)
+        self._workers = [] if server_pid is None else descendants(server_pid)
 
     def read(self) -> dict[str, float]:
         return {

@@ -93,23 +93,6 @@ class RunningServer:
         return code
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (the forkserver and the workers it started)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 @pytest.fixture(scope="session")
 def server() -> Iterator[RunningServer]:
     """One server shared by the tests that do not change its settings or its workers."""

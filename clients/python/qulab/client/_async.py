@@ -8,7 +8,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2
 
-from qulab.client._options import DEFAULT_TIMEOUT_S, HEALTH_CHECK, Metadata, channel_options
+from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options, health_check
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 
 __all__ = ["AsyncClient"]
@@ -38,12 +38,7 @@ class AsyncClient:
             else grpc.aio.insecure_channel(target, opts)
         )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
-        # grpc.health.v1 by method path: the typing stubs of grpcio-health-checking lack it.
-        self._health_check = self._channel.unary_unary(
-            HEALTH_CHECK,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self._health_check = health_check(self._channel)
         self.timeout = timeout
 
     async def parse_molecule(
@@ -89,7 +84,7 @@ class AsyncClient:
     async def health(self, service: str = "", *, timeout: float | None = None) -> int:
         """The grpc.health.v1 status of `service` ("" = the whole server), a
         `HealthCheckResponse.ServingStatus` value (1 = SERVING)."""
-        response = await self._health_check(
+        response: health_pb2.HealthCheckResponse = await self._health_check(
             health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
         )
         return response.status

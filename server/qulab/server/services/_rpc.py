@@ -14,6 +14,7 @@ a merge), so the event loop neither parses nor re-serializes what workers comput
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -124,21 +125,9 @@ class Rpc:
         request_type: type[RequestT],
     ) -> grpc.RpcMethodHandler[RequestT, bytes]:
         async def serve(request: RequestT, context: Context) -> bytes:
-            call = self._start(context, method)
-            self._enter()
-            try:
-                try:
-                    self._admit()
-                    return await handler(request, context, call)
-                except asyncio.CancelledError:
-                    _log_cancelled(call)
-                    raise
-                except Exception as exc:
-                    error = _as_error(exc, call)
-                await _abort(context, call, error)
-                raise AssertionError("unreachable: abort raises")
-            finally:
-                self._exit()
+            async with self._serving(context, method) as call:
+                return await handler(request, context, call)
+            raise AssertionError("unreachable: a failed call is aborted, which raises")
 
         return grpc.unary_unary_rpc_method_handler(
             serve, request_deserializer=request_type.FromString, response_serializer=bytes
@@ -153,30 +142,31 @@ class Rpc:
         async def serve(
             requests: AsyncIterator[RequestT], context: Context
         ) -> AsyncIterator[bytes]:
-            call = self._start(context, method)
-            self._enter()
-            try:
-                try:
-                    self._admit()
-                    async for response in handler(requests, context, call):
-                        yield response
-                    return
-                except asyncio.CancelledError:
-                    _log_cancelled(call)
-                    raise
-                except Exception as exc:
-                    error = _as_error(exc, call)
-                await _abort(context, call, error)
-            finally:
-                self._exit()
+            async with self._serving(context, method) as call:
+                async for response in handler(requests, context, call):
+                    yield response
 
         return grpc.stream_stream_rpc_method_handler(
             serve, request_deserializer=request_type.FromString, response_serializer=bytes
         )
 
-    def _admit(self) -> None:
-        if self.draining:
-            raise Unavailable("the server is shutting down; retry on another replica")
+    @contextlib.asynccontextmanager
+    async def _serving(self, context: Context, method: str) -> AsyncIterator[Call]:
+        """Around every call: stamp it, count it in flight, refuse it while draining, and
+        turn whatever it raises into a status (the one error boundary)."""
+        call = self._start(context, method)
+        self._enter()
+        try:
+            if self.draining:
+                raise Unavailable("the server is shutting down; retry on another replica")
+            yield call
+        except asyncio.CancelledError:
+            _log_cancelled(call)
+            raise
+        except Exception as exc:
+            await _abort(context, call, _as_error(exc, call))
+        finally:
+            self._exit()
 
     def _start(self, context: Context, method: str) -> Call:
         received_ns = time.time_ns()
