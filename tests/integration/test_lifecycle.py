@@ -16,9 +16,10 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from bench._cpu import descendants
 from qulab.client import Client
 from qulab.v1 import molecule_pb2
-from tests.conftest import RunningServer, descendants
+from tests.conftest import RunningServer
 from tests.integration._status import failure_of
 from tests.integration.test_worker_faults import _is_forkserver, _workers
 

@@ -18,9 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import grpc
 import pytest
 
+from bench._cpu import descendants
 from qulab.client import Client
 from qulab.v1 import molecule_pb2
-from tests.conftest import RunningServer, descendants
+from tests.conftest import RunningServer
 from tests.integration._status import failure_of
 
 
