@@ -15,6 +15,7 @@ from rdkit.Chem import Descriptors, rdMolDescriptors
 
 from qulab.server.domain import MoleculeLimits, parse_parameters
 from qulab.server.domain import molecules as molecules_module
+from qulab.server.domain._rdkit_log import rdkit_log
 from qulab.server.domain.molecules import parse_molecule
 from qulab.server.errors import InvalidArgument
 from qulab.v1 import molecule_pb2
@@ -586,3 +587,127 @@ def test_importing_the_package_loads_neither_rdkit_nor_grpc() -> None:
         "assert 'grpc' not in sys.modules, 'grpc'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def _atoms_and_bonds_one_by_one(mol: Chem.Mol) -> molecule_pb2.Molecule:
+    """Atoms and bonds as one `add(**fields)` per item from RDKit's getters: the reference
+    for the wire-level shortcut of `molecules._add_atoms_and_bonds`."""
+    out = molecule_pb2.Molecule()
+    ring_atoms = {index for ring in mol.GetRingInfo().AtomRings() for index in ring}
+    ring_bonds = {index for ring in mol.GetRingInfo().BondRings() for index in ring}
+    for bond in mol.GetBonds():
+        stereo = molecules_module._BOND_STEREO.get(bond.GetStereo(), 0)
+        added = out.bonds.add(
+            begin_atom=bond.GetBeginAtomIdx(),
+            end_atom=bond.GetEndAtomIdx(),
+            order=molecules_module._BOND_ORDER.get(bond.GetBondType(), 0),
+            aromatic=bond.GetIsAromatic(),
+            in_ring=bond.GetIdx() in ring_bonds,
+            stereo=stereo,
+        )
+        if stereo:
+            added.stereo_atoms.extend(bond.GetStereoAtoms())
+    for atom in mol.GetAtoms():
+        out.atoms.add(
+            index=atom.GetIdx(),
+            symbol=atom.GetSymbol(),
+            atomic_number=atom.GetAtomicNum(),
+            formal_charge=atom.GetFormalCharge(),
+            isotope=atom.GetIsotope(),
+            aromatic=atom.GetIsAromatic(),
+            total_hydrogens=atom.GetTotalNumHs(),
+            chirality=molecules_module._CHIRALITY.get(
+                atom.GetChiralTag(), molecule_pb2.CHIRALITY_OTHER
+            ),
+            radical_electrons=atom.GetNumRadicalElectrons(),
+            degree=atom.GetDegree(),
+            in_ring=atom.GetIdx() in ring_atoms,
+        )
+    return out
+
+
+def _labelled_dummies() -> Chem.Mol:
+    mol = Chem.MolFromSmiles("*C(*)[C@@H](F)[13CH2][O-]")
+    mol.GetAtomWithIdx(0).SetProp("dummyLabel", "R1")
+    mol.GetAtomWithIdx(2).SetProp("dummyLabel", "R12" * 500)  # an Atom of over 1 kB
+    return mol
+
+
+def _possible_centres(mol: Chem.Mol) -> set[int]:
+    return {atom.GetIdx() for atom in mol.GetAtoms() if atom.HasProp("_ChiralityPossible")}
+
+
+def _unsanitized(smiles: str) -> Chem.Mol:
+    mol = Chem.MolFromSmiles(smiles, sanitize=False)
+    mol.UpdatePropertyCache(strict=False)
+    Chem.GetSymmSSSR(mol)
+    return mol
+
+
+class TestShortcuts:
+    """The cheaper routes `parse_molecule` takes give what the straightforward ones give."""
+
+    SPECIAL_MOLECULES: tuple[Callable[[], Chem.Mol], ...] = (
+        # Indices past the tables of pre-serialized index fields, stereo at the far end.
+        lambda: Chem.MolFromSmiles("C" * 1_100 + "[C@H](F)/C=C/[13CH2][N+](C)(C)C"),
+        _labelled_dummies,
+        lambda: Chem.MolFromSmiles("[NH3]->[Cu+2]"),
+        lambda: Chem.MolFromSmiles("C[Pt@SP1](F)(Cl)Br"),
+        lambda: Chem.MolFromSmiles("[CH2]C.[CH]C.[C]"),
+        lambda: _unsanitized("[2H]C([2H])([2H])[H]"),
+        lambda: _unsanitized("C(C)(C)(C)(C)C"),
+        lambda: _unsanitized("c1cccc1"),
+    )
+
+    def test_atoms_and_bonds_are_the_messages_built_field_by_field(
+        self, nextmove: Callable[[str], Corpus], rdkit_mol: Callable[[str], Chem.Mol | None]
+    ) -> None:
+        names = (*VALENCE_FILES, *STEREO_FILES, *CHEMBL_FILES)
+        mols = [rdkit_mol(smiles) for name in names for smiles, _ in nextmove(name)[:500]]
+        mols += [make() for make in self.SPECIAL_MOLECULES]
+        checked = 0
+        for mol in mols:
+            if mol is None:
+                continue
+            got = molecule_pb2.Molecule()
+            molecules_module._add_atoms_and_bonds(mol, got)
+            expected = _atoms_and_bonds_one_by_one(mol)
+            assert got == expected, Chem.MolToSmiles(mol)
+            assert got.SerializeToString(deterministic=True) == expected.SerializeToString(
+                deterministic=True
+            )
+            checked += 1
+        assert checked > 1_000
+
+    def test_stereocentres_are_those_find_mol_chiral_centers_reports(
+        self, nextmove: Callable[[str], Corpus], rdkit_mol: Callable[[str], Chem.Mol | None]
+    ) -> None:
+        smiles = [s for name in STEREO_FILES for s, _ in nextmove(name)]
+        smiles += [s for s, _ in nextmove(CHEMBL_FILES[1])[:300]]
+        smiles += ["C1CC(C)C(C)C(C)C1", "C1C[C@H](C)[C@H](C)[C@H](C)C1", "CC(F)Cl"]
+        legacy = Chem.GetUseLegacyStereoPerception()
+        for text in smiles:
+            mol = rdkit_mol(text)
+            if mol is None:
+                continue
+            reference = Chem.Mol(mol)
+            expected = Chem.FindMolChiralCenters(
+                reference,
+                includeUnassigned=True,
+                includeCIP=False,
+                useLegacyImplementation=False,
+            )
+            got = molecules_module._stereocentres(mol)
+            assert got == [(index, label != "?") for index, label in expected], text
+            # The same marks left on the molecule.
+            assert _possible_centres(mol) == _possible_centres(reference), text
+            assert Chem.GetUseLegacyStereoPerception() == legacy
+
+    def test_rdkit_log_captures_nest(self) -> None:
+        with rdkit_log() as outer:
+            rdBase.LogWarningMsg("first")
+            with rdkit_log() as inner:
+                rdBase.LogWarningMsg("second")
+            rdBase.LogWarningMsg("third")
+        assert [line.strip() for line in outer] == ["first", "third"]
+        assert [line.strip() for line in inner] == ["second"]

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import selfies
 from rdkit import Chem
-from rdkit.Chem import Descriptors, rdCIPLabeler, rdinchi, rdMolDescriptors
+from rdkit.Chem import Descriptors, rdCIPLabeler, rdinchi, rdMolDescriptors, rdqueries
 
 from qulab.server.domain._molecule_limits import MoleculeLimits
 from qulab.server.domain._molecule_reader import Reading, input_of, read_molecule
@@ -73,7 +73,7 @@ _UNKNOWN_STEREO = molecule_pb2.BOND_STEREO_UNSPECIFIED
 # RDKit's documentation: 1,250,000 comparisons take about a second, and most molecules
 # need fewer than 10,000.
 _CIP_MAX_ITERATIONS = 1_250_000
-_UNASSIGNED = "?"
+_TETRAHEDRAL = Chem.StereoType.Atom_Tetrahedral
 
 
 def parse_molecule(
@@ -181,63 +181,207 @@ def _inchi(mol: Any, warnings: list[str]) -> tuple[str, str]:
     return str(inchi), str(rdinchi.InchiToInchiKey(inchi))
 
 
+# Atoms and bonds reach the response as protobuf wire bytes merged in one call
+# (`MergeFromString`, which parses in C) instead of one Python-level `add(**fields)` per atom
+# and bond. Everything but an atom's index and a bond's two atom indices takes few distinct
+# values, so those fields are serialized by protobuf itself once per distinct combination and
+# the bytes reused; the index fields come from tables serialized by protobuf too. Only the
+# framing of each Atom and Bond inside Molecule (field tag, length) is written here. Field
+# order on the wire means nothing to a parser: the merged message is the one `add` built, and
+# serializes to the same bytes.
+def _varint(value: int) -> bytes:
+    """A non-negative int as a protobuf base-128 varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_LENGTH_DELIMITED = 2
+_ATOMS_TAG: Final = _varint(molecule_pb2.Molecule.ATOMS_FIELD_NUMBER << 3 | _LENGTH_DELIMITED)
+_BONDS_TAG: Final = _varint(molecule_pb2.Molecule.BONDS_FIELD_NUMBER << 3 | _LENGTH_DELIMITED)
+_TABLED = 1024  # indices (and lengths) below this come from the tables
+_VARINTS: Final = tuple(_varint(n) for n in range(_TABLED))
+_ATOM_INDEX: Final = tuple(molecule_pb2.Atom(index=n).SerializeToString() for n in range(_TABLED))
+_BEGIN_ATOM: Final = tuple(
+    molecule_pb2.Bond(begin_atom=n).SerializeToString() for n in range(_TABLED)
+)
+_END_ATOM: Final = tuple(molecule_pb2.Bond(end_atom=n).SerializeToString() for n in range(_TABLED))
+# Serialized Atom and Bond messages without their index fields, by field values; cleared when
+# full (a few hundred entries cover typical inputs).
+_MAX_CACHED = 4096
+_atom_bytes: dict[tuple[Any, ...], bytes] = {}
+_bond_bytes: dict[tuple[Any, ...], bytes] = {}
+# Element symbols by atomic number, as RDKit's `GetSymbol` returned them: RDKit takes the
+# symbol of any atom but a dummy (atomic number 0, which may carry a label) from its periodic
+# table, so its first answer for an atomic number is every answer.
+_symbols: dict[int, str] = {}
+
+
+def _unusual_atoms_query() -> Any:
+    """A query matching the atoms with a chiral tag, a charge, an isotope or unpaired
+    electrons: every other atom has the defaults (unspecified, 0, 0, 0) for those four."""
+    query: Any = rdqueries.HasChiralTagQueryAtom()
+    for other in (
+        rdqueries.FormalChargeEqualsQueryAtom(0, negate=True),
+        rdqueries.IsotopeEqualsQueryAtom(0, negate=True),
+        rdqueries.NumRadicalElectronsEqualsQueryAtom(0, negate=True),
+    ):
+        query.ExpandQuery(other, Chem.rdchem.CompositeQueryType.COMPOSITE_OR)
+    return query
+
+
+_UNUSUAL_ATOMS: Final = _unusual_atoms_query()
+# (formal charge, isotope, chirality, radical electrons) of an atom the query does not match.
+_USUAL: Final = (0, 0, molecule_pb2.CHIRALITY_UNSPECIFIED, 0)
+
+
+def _serialized(cache: dict[tuple[Any, ...], bytes], key: tuple[Any, ...], message: Any) -> bytes:
+    body: bytes = message.SerializeToString()
+    if len(cache) >= _MAX_CACHED:
+        cache.clear()
+    cache[key] = body
+    return body
+
+
+def _framed(tag: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
+    """An embedded message on the wire: field tag, length, the message's bytes."""
+    size = len(body)
+    return tag, _VARINTS[size] if size < _TABLED else _varint(size), body
+
+
 def _add_atoms_and_bonds(mol: Any, out: molecule_pb2.Molecule) -> None:
-    # The hot loop of a parse: every RDKit getter is a Boost.Python call, so what one call
-    # on the ring information or the bond list can tell (ring membership, degree) is not
-    # asked of each atom and bond, and atoms are fetched by index (iterating GetAtoms()
-    # goes through a slower Python-level sequence).
-    rings = mol.GetRingInfo()
-    ring_atoms = {index for ring in rings.AtomRings() for index in ring}
-    ring_bonds = {index for ring in rings.BondRings() for index in ring}
-    degree = [0] * mol.GetNumAtoms()
-    add_bond = out.bonds.add
+    # The hot loop of a parse. Every RDKit getter is a Boost.Python call (one returning an
+    # enum costs as much as four others), so what one call can tell for the whole molecule is
+    # not asked of each atom: whether it has rings at all, and which few atoms have a charge,
+    # an isotope, unpaired electrons or a chiral tag. Degrees come from the bond list, atoms
+    # and bonds are fetched by index (RDKit's Python-level sequences iterate slower), and ring
+    # membership is asked per atom and bond (`IsInRing`: some ring of the ring information
+    # holds it), which costs less than turning RDKit's ring lists into Python tuples.
+    any_rings = mol.GetRingInfo().NumRings() > 0
+    num_atoms = mol.GetNumAtoms()
+    degree = [0] * num_atoms
+    bond_wire: list[bytes] = []
+    get_bond = mol.GetBondWithIdx
     for index in range(mol.GetNumBonds()):
-        bond = mol.GetBondWithIdx(index)
+        bond = get_bond(index)
         begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         degree[begin] += 1
         degree[end] += 1
         stereo = _BOND_STEREO.get(bond.GetStereo(), _UNKNOWN_STEREO)
-        added = add_bond(
-            begin_atom=begin,
-            end_atom=end,
-            order=_BOND_ORDER.get(bond.GetBondType(), _UNKNOWN_ORDER),
-            aromatic=bond.GetIsAromatic(),
-            in_ring=index in ring_bonds,
-            stereo=stereo,
+        bond_key: tuple[Any, ...] = (
+            _BOND_ORDER.get(bond.GetBondType(), _UNKNOWN_ORDER),
+            bond.GetIsAromatic(),
+            any_rings and bond.IsInRing(),
+            stereo,
         )
+        body = _bond_bytes.get(bond_key)
+        if body is None:
+            order, aromatic, in_ring, bond_stereo = bond_key
+            body = _serialized(
+                _bond_bytes,
+                bond_key,
+                molecule_pb2.Bond(
+                    order=order, aromatic=aromatic, in_ring=in_ring, stereo=bond_stereo
+                ),
+            )
+        if begin < _TABLED and end < _TABLED:
+            body = _BEGIN_ATOM[begin] + _END_ATOM[end] + body
+        else:
+            body = molecule_pb2.Bond(begin_atom=begin, end_atom=end).SerializeToString() + body
         if stereo != molecule_pb2.BOND_STEREO_UNSPECIFIED:
-            added.stereo_atoms.extend(bond.GetStereoAtoms())
-    add_atom = out.atoms.add
-    for index, neighbours in enumerate(degree):
-        atom = mol.GetAtomWithIdx(index)
-        add_atom(
-            index=index,
-            symbol=atom.GetSymbol(),
-            atomic_number=atom.GetAtomicNum(),
-            formal_charge=atom.GetFormalCharge(),
-            isotope=atom.GetIsotope(),
-            aromatic=atom.GetIsAromatic(),
-            total_hydrogens=atom.GetTotalNumHs(),
-            chirality=_CHIRALITY.get(atom.GetChiralTag(), _UNKNOWN_CHIRALITY),
-            radical_electrons=atom.GetNumRadicalElectrons(),
-            degree=neighbours,
-            in_ring=index in ring_atoms,
+            stereo_atoms = molecule_pb2.Bond(stereo_atoms=bond.GetStereoAtoms())
+            body += stereo_atoms.SerializeToString()
+        bond_wire += _framed(_BONDS_TAG, body)
+    unusual: dict[int, tuple[int, int, int, int]] = {}
+    found = mol.GetAtomsMatchingQuery(_UNUSUAL_ATOMS)
+    for position in range(len(found)):  # indexing: iterating RDKit's sequence costs more
+        atom = found[position]
+        unusual[atom.GetIdx()] = (
+            atom.GetFormalCharge(),
+            atom.GetIsotope(),
+            _CHIRALITY.get(atom.GetChiralTag(), _UNKNOWN_CHIRALITY),
+            atom.GetNumRadicalElectrons(),
         )
+    atom_wire: list[bytes] = []
+    get_atom = mol.GetAtomWithIdx
+    for index in range(num_atoms):
+        atom = get_atom(index)
+        number = atom.GetAtomicNum()
+        symbol = _symbols.get(number) if number else None
+        if symbol is None:
+            symbol = atom.GetSymbol()
+            if number:
+                _symbols[number] = symbol
+        atom_key: tuple[Any, ...] = (
+            symbol,
+            number,
+            atom.GetIsAromatic(),
+            atom.GetTotalNumHs(),
+            degree[index],
+            any_rings and atom.IsInRing(),
+            unusual.get(index, _USUAL),
+        )
+        body = _atom_bytes.get(atom_key)
+        if body is None:
+            _, _, aromatic, hydrogens, neighbours, in_ring, rare = atom_key
+            charge, isotope, chirality, radicals = rare
+            body = _serialized(
+                _atom_bytes,
+                atom_key,
+                molecule_pb2.Atom(
+                    symbol=symbol,
+                    atomic_number=number,
+                    formal_charge=charge,
+                    isotope=isotope,
+                    aromatic=aromatic,
+                    total_hydrogens=hydrogens,
+                    chirality=chirality,
+                    radical_electrons=radicals,
+                    degree=neighbours,
+                    in_ring=in_ring,
+                ),
+            )
+        if index < _TABLED:
+            body = _ATOM_INDEX[index] + body
+        else:
+            body = molecule_pb2.Atom(index=index).SerializeToString() + body
+        atom_wire += _framed(_ATOMS_TAG, body)
+    # Appends to `atoms`, then to `bonds`, in index order: what one `add` per item did.
+    out.MergeFromString(b"".join(atom_wire) + b"".join(bond_wire))
+
+
+def _stereocentres(mol: Any) -> list[tuple[int, bool]]:
+    """Tetrahedral stereocentres as `(atom index, assigned)`, in RDKit's order: what
+    `FindMolChiralCenters(includeUnassigned=True, includeCIP=False,
+    useLegacyImplementation=False)` reports (a label other than "?" for an assigned one),
+    including its marking of unassigned centres, without its Python-level iteration over
+    RDKit's result vector (indexing the vector is several times cheaper)."""
+    legacy = Chem.GetUseLegacyStereoPerception()
+    Chem.SetUseLegacyStereoPerception(False)
+    try:
+        found = Chem.FindPotentialStereo(mol)
+        centres = []
+        for position in range(len(found)):
+            item = found[position]
+            if item.type == _TETRAHEDRAL:
+                index = item.centeredOn
+                assigned = bool(item.specified)
+                if not assigned:
+                    mol.GetAtomWithIdx(index).SetIntProp("_ChiralityPossible", 1)
+                centres.append((index, assigned))
+    finally:
+        Chem.SetUseLegacyStereoPerception(legacy)
+    return centres
 
 
 def _add_stereocentres(mol: Any, out: molecule_pb2.Molecule, warnings: list[str]) -> None:
-    centres = _computed(
-        warnings,
-        "stereocentres",
-        Chem.FindMolChiralCenters,
-        mol,
-        includeUnassigned=True,
-        includeCIP=False,
-        useLegacyImplementation=False,
-    )
+    centres = _computed(warnings, "stereocentres", _stereocentres, mol)
     if not centres:
         return
-    assigned = [index for index, label in centres if label != _UNASSIGNED]
+    assigned = [index for index, is_assigned in centres if is_assigned]
     out.num_stereocenters = len(centres)
     out.num_unassigned_stereocenters = len(centres) - len(assigned)
     if not assigned:
