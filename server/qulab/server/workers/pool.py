@@ -139,24 +139,10 @@ class WorkerPool:
         self._item_ms = 1.0  # moving average of compute time, for retry estimates
         self._spawning: set[asyncio.Task[None]] = set()
         self._exiting: set[asyncio.Task[None]] = set()  # keeps exit handlers referenced
-        self.crashes = 0
-        self.restarts = 0
 
     @property
     def size(self) -> int:
         return self._size
-
-    @property
-    def serving(self) -> bool:
-        return self._serving
-
-    @property
-    def queued(self) -> int:
-        return self._queued
-
-    @property
-    def worker_pids(self) -> list[int]:
-        return sorted(w.pid for w in self._workers)
 
     async def start(self) -> None:
         """Start every worker and wait until each has loaded the domain code."""
@@ -338,8 +324,6 @@ class WorkerPool:
                 self._queues[item.op].appendleft(item)
                 self._queued += 1
         if not self._closing:
-            self.restarts += 1
-            self.crashes += int(not worker.exiting and not worker.deadline_killed)
             self._start_replacement()
         await asyncio.get_running_loop().run_in_executor(None, worker.process.join, _STOP_TIMEOUT_S)
         if worker.process.exitcode is None:
