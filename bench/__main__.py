@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 from bench import molecules
 from bench._corpus import corpus_path, unique_smiles
 from bench._environment import describe
-from bench._report import format_table, write_json
+from bench._report import RESULTS, format_table, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seconds", type=float, default=20.0, help="bound on one run")
     parser.add_argument("--open-loop-seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.molecules, args.repeats, args.max_seconds, args.open_loop_seconds = 1000, 1, 3, 2
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             "seconds": time.perf_counter() - started,
             "rows": [row.as_json() for row in rows],
         },
+        args.results,
     )
     print(f"{time.perf_counter() - started:.0f} s; results in {path}")
 

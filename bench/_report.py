@@ -118,8 +118,8 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(line.rstrip() for line in text)
 
 
-def write_json(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_json(name: str, payload: dict[str, Any], results: Path = RESULTS) -> Path:
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
