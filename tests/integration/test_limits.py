@@ -159,3 +159,27 @@ async def test_a_flood_is_answered_never_cancelled(
     )
     assert set(codes) == {"ParseMoleculeResponse", grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert codes["ParseMoleculeResponse"] >= 200, codes
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        # Each measured on this machine kind to crash, stall or exhaust RDKit or selfies.
+        (molecule_pb2.ParseMoleculeRequest(smiles="C" * 20_000), "smiles"),  # SIGSEGV
+        (molecule_pb2.ParseMoleculeRequest(smiles="C" + "(C" * 20_000 + ")" * 20_000), "smiles"),
+        (molecule_pb2.ParseMoleculeRequest(smiles="C1" + "C" * 9_998 + "C1"), "smiles"),  # 2.8 GB
+        (molecule_pb2.ParseMoleculeRequest(selfies="[C]" * 100_000), "selfies"),  # > 20 s
+        (molecule_pb2.ParseMoleculeRequest(smiles="[65536C]"), "smiles"),  # silently [C]
+    ],
+    ids=["chain", "nested-branches", "big-ring", "long-selfies", "isotope"],
+)
+def test_default_limits_refuse_hostile_inputs_up_front(
+    server: RunningServer, request_: molecule_pb2.ParseMoleculeRequest, field: str
+) -> None:
+    with Client(server.address, timeout=10) as client:
+        code, fields, reasons = _refusal(lambda: client.parse_molecule(request_))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields == [field]
+    assert reasons in ("LIMIT_EXCEEDED", "VALUE_OUT_OF_RANGE")
+    # The text checks refuse it before RDKit or selfies read it: no worker crashed.
+    assert not server.log_entries(message="worker crashed")
