@@ -160,8 +160,8 @@ class Rpc:
             if self.draining:
                 raise Unavailable("the server is shutting down; retry on another replica")
             yield call
-        except asyncio.CancelledError:
-            _log_cancelled(call)
+        except asyncio.CancelledError:  # the caller went away, or its deadline passed
+            _log_outcome(call, "CANCELLED")
             raise
         except Exception as exc:
             await _abort(context, call, _as_error(exc, call))
@@ -192,8 +192,8 @@ class Rpc:
         """Run one op on one payload, from the cache when the same payload was computed.
 
         `wait=True` (streams) waits for room in a full queue instead of failing."""
-        digest = hashlib.sha256(payload).digest()
-        cached = self._cache.get(op, digest.hex())
+        digest = hashlib.sha256(payload).hexdigest()
+        cached = self._cache.get(op, digest)
         if cached is not None:
             now = time.time_ns()
             return ItemResult(
@@ -212,7 +212,7 @@ class Rpc:
             deadline = min(deadline, call.client_deadline)
         result = await self.pool.run(op, payload, deadline=deadline, wait=wait)
         if result.ok:
-            self._cache.put(op, digest.hex(), result.body)
+            self._cache.put(op, digest, result.body)
         return result
 
     @staticmethod
@@ -253,14 +253,15 @@ class Rpc:
         return body + provenance.as_field(record, response_type)
 
 
-def _log_cancelled(call: Call) -> None:
-    """The caller cancelled, or its deadline passed, while the call was being served."""
+def _log_outcome(call: Call, code: str, **extra: str) -> None:
+    """The RPC line of a call that ended without an answer (and so without provenance)."""
     rpc_log.write(
         {
-            "code": "CANCELLED",
+            "code": code,
             "method": call.method,
             "request_id": call.request_id,
             "duration_ns": time.time_ns() - call.received_ns,
+            **extra,
         }
     )
 
@@ -288,13 +289,5 @@ async def _abort(context: Context, call: Call, error: QulabError) -> None:
         pushback = error.retry_after_ms if isinstance(error, ResourceExhausted) else -1
         trailers.append((_PUSHBACK_KEY, str(pushback)))
     name = code_pb2.Code.Name(status.code)
-    rpc_log.write(
-        {
-            "code": name,
-            "method": call.method,
-            "request_id": call.request_id,
-            "error": status.message,
-            "duration_ns": time.time_ns() - call.received_ns,
-        }
-    )
+    _log_outcome(call, name, error=status.message)
     await context.abort(grpc.StatusCode[name], status.message, trailing_metadata=tuple(trailers))
