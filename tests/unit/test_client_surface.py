@@ -22,7 +22,16 @@ def test_public_names() -> None:
 
 
 def test_client_methods() -> None:
-    expected = {"close", "encode_molecule", "health", "parse_molecule", "parse_molecules"}
+    expected = {
+        "close",
+        "encode_molecule",
+        "encode_structure",
+        "health",
+        "parse_molecule",
+        "parse_molecules",
+        "parse_structure",
+        "write_structure",
+    }
     for cls in (qulab.client.Client, qulab.client.AsyncClient):
         public = {n for n in vars(cls) if not n.startswith("_")}
         assert public == expected, cls

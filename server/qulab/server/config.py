@@ -99,6 +99,15 @@ class Settings:
         20_000, "Longest InChI, in characters.", low=1, high=10_000_000
     )
     max_molfile_bytes: int = _setting(1 << 20, "Largest Molfile, in bytes.", low=1, high=1 << 30)
+    max_structure_bytes: int = _setting(
+        4 << 20, "Largest CIF or POSCAR file, in bytes.", low=1, high=1 << 30
+    )
+    max_structure_sites: int = _setting(
+        20_000,
+        "Most sites in one crystal structure after symmetry expansion.",
+        low=1,
+        high=10_000_000,
+    )
     cache_mb: int = _setting(
         64, "Result cache size per server (MiB); 0 disables it.", low=0, high=1 << 20
     )

@@ -15,6 +15,7 @@ error becomes a wire status; `qulab.server.services._rpc` sends it.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,13 @@ class InvalidArgument(QulabError):
             text, reason=first.reason, metadata={"field": first.field, **first.where()}
         )
         self.violations: Sequence[FieldViolation] = violations
+
+    def under(self, prefix: str) -> InvalidArgument:
+        """The same error for a field nested in another message: every field path gets
+        `prefix` (e.g. "structures[3].") in front."""
+        return InvalidArgument(
+            *(dataclasses.replace(v, field=prefix + v.field) for v in self.violations)
+        )
 
     def _details(
         self,

@@ -21,7 +21,16 @@ from qulab.v1 import common_pb2
 __all__ = ["SERVER_VERSION", "as_field", "build", "library_versions", "log_fields"]
 
 SERVER_VERSION = __version__
-_LIBRARIES = ("rdkit", "selfies", "numpy", "protobuf", "grpcio", "protovalidate")
+_LIBRARIES = (
+    "rdkit",
+    "selfies",
+    "gemmi",
+    "spglib",
+    "numpy",
+    "protobuf",
+    "grpcio",
+    "protovalidate",
+)
 
 
 def _library_versions() -> dict[str, str]:

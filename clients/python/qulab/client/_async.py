@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options, health_check
-from qulab.v1 import molecule_pb2, molecule_pb2_grpc
+from qulab.v1 import molecule_pb2, molecule_pb2_grpc, structure_pb2, structure_pb2_grpc
 
 __all__ = ["AsyncClient"]
 
@@ -38,6 +38,7 @@ class AsyncClient:
             else grpc.aio.insecure_channel(target, opts)
         )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
+        self._structures = structure_pb2_grpc.StructureServiceStub(self._channel)
         self._health_check = health_check(self._channel)
         self.timeout = timeout
 
@@ -80,6 +81,45 @@ class AsyncClient:
         return await self._molecules.EncodeMolecule(
             request, timeout=timeout or self.timeout, metadata=tuple(metadata)
         )
+
+    async def parse_structure(
+        self,
+        request: structure_pb2.ParseStructureRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> structure_pb2.ParseStructureResponse:
+        """Parse a CIF or POSCAR file (StructureService.ParseStructure)."""
+        response: structure_pb2.ParseStructureResponse = await self._structures.ParseStructure(
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
+        return response
+
+    async def write_structure(
+        self,
+        request: structure_pb2.WriteStructureRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> structure_pb2.WriteStructureResponse:
+        """Write a structure as CIF or POSCAR text (StructureService.WriteStructure)."""
+        response: structure_pb2.WriteStructureResponse = await self._structures.WriteStructure(
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
+        return response
+
+    async def encode_structure(
+        self,
+        request: structure_pb2.EncodeStructureRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> structure_pb2.EncodeStructureResponse:
+        """Encode structures as a feature matrix (StructureService.EncodeStructure)."""
+        response: structure_pb2.EncodeStructureResponse = await self._structures.EncodeStructure(
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
+        return response
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> int:
         """The grpc.health.v1 status of `service` ("" = the whole server), a

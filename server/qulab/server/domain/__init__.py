@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from qulab.server.domain._molecule_limits import MoleculeLimits
 from qulab.server.domain.options import encode_parameters, parse_parameters
+from qulab.server.domain.structure_options import StructureLimits
 
 if TYPE_CHECKING:
     from qulab.server.domain.molecule_features import encode_molecules
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MoleculeLimits",
+    "StructureLimits",
     "encode_molecules",
     "encode_parameters",
     "parse_molecule",

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import AsyncIterator
 
 import grpc
-import numpy as np
 from google.rpc import status_pb2
 
 from qulab.server.domain.options import encode_parameters, parse_parameters
-from qulab.server.errors import FieldViolation, InvalidArgument, QulabError, Reported
+from qulab.server.errors import QulabError, Reported
+from qulab.server.services._batch import encode_in_chunks
 from qulab.server.services._rpc import Call, Context, Rpc, validate
-from qulab.server.workers.jobs import MOLECULE_ENCODE, MOLECULE_PARSE, encode_chunk
-from qulab.server.workers.pool import ItemResult
-from qulab.tensors import from_tensor, to_tensor
+from qulab.server.workers.jobs import MOLECULE_ENCODE, MOLECULE_PARSE
 from qulab.v1 import molecule_pb2
 
 __all__ = ["ENCODE_CHUNK", "SERVICE", "MoleculeServicer"]
@@ -133,76 +130,13 @@ class MoleculeServicer:
         self, request: molecule_pb2.EncodeMoleculeRequest, context: Context, call: Call
     ) -> bytes:
         validate(request)
-        count = len(request.molecules)
-        limit = self._rpc.settings.max_batch_items
-        if count > limit:
-            raise InvalidArgument(
-                FieldViolation(
-                    field="molecules",
-                    reason="LIMIT_EXCEEDED",
-                    description=f"{count} molecules in one call; the limit is {limit}",
-                )
-            )
-        size = min(ENCODE_CHUNK, math.ceil(count / self._rpc.pool.size))
-        payloads = [
-            encode_chunk(
-                start,
-                molecule_pb2.EncodeMoleculeRequest(
-                    molecules=request.molecules[start : start + size],
-                    encoding=request.encoding,
-                    fingerprint=request.fingerprint,
-                    parse_options=request.parse_options,
-                ),
-            )
-            for start in range(0, count, size)
-        ]
-        results = await asyncio.gather(
-            *(self._rpc.compute(call, MOLECULE_ENCODE, p) for p in payloads), return_exceptions=True
-        )
-        merged = _merge_chunks(results, [min(size, count - s) for s in range(0, count, size)])
-        body = merged.SerializeToString()
-        computed = [r for r in results if isinstance(r, ItemResult)]
-        record = self._rpc.provenance(
+        return await encode_in_chunks(
+            self._rpc,
             call,
-            request.SerializeToString(deterministic=True),
-            computed,
+            MOLECULE_ENCODE,
+            request,
+            "molecules",
+            molecule_pb2.EncodeMoleculeResponse,
             encode_parameters(request),
-            len(body),
+            chunk_size=ENCODE_CHUNK,
         )
-        return self._rpc.respond(body, record, molecule_pb2.EncodeMoleculeResponse)
-
-
-def _merge_chunks(
-    results: list[ItemResult | BaseException], sizes: list[int]
-) -> molecule_pb2.EncodeMoleculeResponse:
-    """One response from the chunks' responses. A chunk that failed as a whole (its worker
-    crashed) gives each of its molecules that error and an empty row; when every chunk
-    failed, the call fails."""
-    parts: list[molecule_pb2.EncodeMoleculeResponse | status_pb2.Status] = []
-    for result in results:
-        if isinstance(result, QulabError):
-            parts.append(result.to_status())
-        elif isinstance(result, BaseException):
-            raise result
-        elif not result.ok:
-            parts.append(status_pb2.Status.FromString(result.body))
-        else:
-            parts.append(molecule_pb2.EncodeMoleculeResponse.FromString(result.body))
-    good = [p for p in parts if isinstance(p, molecule_pb2.EncodeMoleculeResponse)]
-    if not good:
-        first = parts[0]
-        assert isinstance(first, status_pb2.Status)
-        raise Reported(first)
-    template = from_tensor(good[0].features)
-    merged = molecule_pb2.EncodeMoleculeResponse(feature_names=good[0].feature_names)
-    rows = []
-    for part, size in zip(parts, sizes, strict=True):
-        if isinstance(part, status_pb2.Status):
-            blank = np.nan if template.dtype.kind == "f" else 0
-            rows.append(np.full((size, template.shape[1]), blank, dtype=template.dtype))
-            merged.item_status.extend([part] * size)
-        else:
-            rows.append(from_tensor(part.features))
-            merged.item_status.extend(part.item_status)
-    merged.features.CopyFrom(to_tensor(np.concatenate(rows)))
-    return merged

@@ -2,30 +2,43 @@
 servicers and the workers, and light to import (the functions behind the ops live in
 `_ops`, which loads RDKit).
 
-Every payload is a serialized request message, except `molecule.encode`, whose payload is
-one chunk of a caller's EncodeMoleculeRequest prefixed with the index of the chunk's first
-molecule in the caller's request, so that per-item errors name the caller's field path.
+Every payload is a serialized request message, except the encode ops, whose payload is one
+chunk of a caller's Encode*Request prefixed with the index of the chunk's first item in the
+caller's request, so that per-item errors name the caller's field path.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import TypeVar
 
-from qulab.v1 import molecule_pb2
+from google.protobuf.message import Message
 
-__all__ = ["MOLECULE_ENCODE", "MOLECULE_PARSE", "encode_chunk", "read_encode_chunk"]
+__all__ = [
+    "MOLECULE_ENCODE",
+    "MOLECULE_PARSE",
+    "STRUCTURE_ENCODE",
+    "STRUCTURE_PARSE",
+    "STRUCTURE_WRITE",
+    "encode_chunk",
+    "read_encode_chunk",
+]
 
 MOLECULE_PARSE = "molecule.parse"
 MOLECULE_ENCODE = "molecule.encode"
+STRUCTURE_PARSE = "structure.parse"
+STRUCTURE_WRITE = "structure.write"
+STRUCTURE_ENCODE = "structure.encode"
+
+ChunkT = TypeVar("ChunkT", bound=Message)
 
 _FIRST_INDEX = struct.Struct("<Q")
 
 
-def encode_chunk(first_index: int, chunk: molecule_pb2.EncodeMoleculeRequest) -> bytes:
+def encode_chunk(first_index: int, chunk: Message) -> bytes:
     return _FIRST_INDEX.pack(first_index) + chunk.SerializeToString(deterministic=True)
 
 
-def read_encode_chunk(payload: bytes) -> tuple[int, molecule_pb2.EncodeMoleculeRequest]:
+def read_encode_chunk(payload: bytes, request_type: type[ChunkT]) -> tuple[int, ChunkT]:
     (first_index,) = _FIRST_INDEX.unpack_from(payload)
-    chunk = molecule_pb2.EncodeMoleculeRequest.FromString(payload[_FIRST_INDEX.size :])
-    return first_index, chunk
+    return first_index, request_type.FromString(payload[_FIRST_INDEX.size :])

@@ -1,0 +1,78 @@
+"""Pairs of sites closer than a cutoff in a periodic cell, in O(n) with a cell list.
+
+A dense all-pairs check costs 150 ms for 1,500 sites and 30 s for the 20,000 the server
+allows; binning the sites into a grid of bins at least `cutoff` wide (perpendicular to
+each pair of cell vectors) means only the 27 neighbouring bins of a site can hold a site
+within the cutoff.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["close_pairs"]
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+_DENSE_UP_TO = 300  # sites: below this every pair is cheaper than binning (27 passes)
+_MAX_BINS_PER_AXIS = 256  # wider bins stay correct; this bounds the bin table's memory
+
+
+def _bins_per_axis(lattice: Floats, cutoff: float) -> Ints:
+    volume = abs(float(np.linalg.det(lattice)))
+    widths = [
+        volume / float(np.linalg.norm(np.cross(lattice[(k + 1) % 3], lattice[(k + 2) % 3])))
+        for k in range(3)
+    ]
+    return np.array([min(_MAX_BINS_PER_AXIS, max(1, int(w // cutoff))) for w in widths], np.int64)
+
+
+def close_pairs(fractional: Floats, lattice: Floats, cutoff: float) -> tuple[Ints, Ints, Floats]:
+    """Every pair (i < j) of sites closer than `cutoff` Å under the minimum-image
+    convention, with its distance. `fractional` is (n, 3); rows of `lattice` are the cell
+    vectors."""
+    n = len(fractional)
+    wrapped = fractional - np.floor(fractional)
+    if n <= _DENSE_UP_TO:
+        i, j = np.triu_indices(n, k=1)
+    else:
+        i, j = _neighbour_candidates(wrapped, lattice, cutoff)
+    delta = wrapped[i] - wrapped[j]
+    delta -= np.round(delta)
+    distance = np.linalg.norm(delta @ lattice, axis=1)
+    near = distance < cutoff
+    return i[near], j[near], distance[near]
+
+
+def _neighbour_candidates(wrapped: Floats, lattice: Floats, cutoff: float) -> tuple[Ints, Ints]:
+    """Pairs (i < j) of sites in the same or neighbouring bins."""
+    n = len(wrapped)
+    bins = _bins_per_axis(lattice, cutoff)
+    cell = np.minimum((wrapped * bins).astype(np.int64), bins - 1)
+    flat = (cell[:, 0] * bins[1] + cell[:, 1]) * bins[2] + cell[:, 2]
+    order = np.argsort(flat, kind="stable")
+    counts = np.bincount(flat, minlength=int(np.prod(bins)))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    # With fewer than 3 bins on an axis, offsets -1 and +1 reach the same bin: visit each once.
+    offsets = {
+        tuple(int(o) % int(b) for o, b in zip(offset, bins, strict=True))
+        for offset in itertools.product((-1, 0, 1), repeat=3)
+    }
+    rows: list[Ints] = []
+    cols: list[Ints] = []
+    for offset in offsets:
+        neighbour = (cell + np.array(offset)) % bins
+        target = (neighbour[:, 0] * bins[1] + neighbour[:, 1]) * bins[2] + neighbour[:, 2]
+        size = counts[target]
+        i = np.repeat(np.arange(n), size)
+        first = np.repeat(starts[target], size)
+        within = np.arange(len(i)) - np.repeat(np.cumsum(size) - size, size)
+        j = order[first + within]
+        upper = i < j
+        rows.append(i[upper])
+        cols.append(j[upper])
+    return np.concatenate(rows), np.concatenate(cols)
