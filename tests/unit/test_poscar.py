@@ -21,7 +21,8 @@ import pytest
 from pymatgen.io.vasp import Poscar
 
 from qulab.server.domain._crystal import CellContents, StructureLimits
-from qulab.server.domain._poscar import looks_like_poscar, read_poscar, write_poscar
+from qulab.server.domain._poscar import looks_like_poscar, read_poscar
+from qulab.server.domain._writers import write_poscar
 from qulab.server.errors import InvalidArgument
 from qulab.v1 import structure_pb2
 

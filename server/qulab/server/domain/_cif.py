@@ -1,4 +1,4 @@
-"""CIF in and out: gemmi reads the syntax and the atom sites; this module validates them,
+"""CIF in: gemmi reads the syntax and the atom sites; this module validates them,
 resolves the space group and expands the sites.
 
 The space group is taken from the first of these that the file gives and gemmi can read:
@@ -27,7 +27,7 @@ from qulab.server.domain._crystal import CellContents, StructureLimits, refuse
 from qulab.server.domain._symmetry import expand
 from qulab.v1 import structure_pb2
 
-__all__ = ["read_cif", "write_cif"]
+__all__ = ["read_cif"]
 
 _W = structure_pb2.StructureWarningKind
 _CELL_TAGS = (
@@ -410,37 +410,3 @@ def read_cif(content: bytes, limits: StructureLimits, block: str = "") -> list[C
     if not blocks:
         raise refuse("no data block holds a structure (no _cell_length_a or _atom_site loop)")
     return [_block_cell(b, limits) for b in blocks]
-
-
-def write_cif(cells: list[CellContents]) -> str:
-    """The structures as CIF 1.1 text: one data block each, every site listed in P 1."""
-    out: list[str] = ["# written by QuLab\n"]
-    for cell in cells:
-        a, b, c = (float(np.linalg.norm(v)) for v in cell.lattice)
-        alpha = _angle(cell.lattice[1], cell.lattice[2])
-        beta = _angle(cell.lattice[0], cell.lattice[2])
-        gamma = _angle(cell.lattice[0], cell.lattice[1])
-        name = re.sub(r"\s+", "_", cell.name.strip()) or "structure"
-        out.append(f"data_{name}\n")
-        for tag, value in zip(_CELL_TAGS, (a, b, c, alpha, beta, gamma), strict=True):
-            out.append(f"{tag} {value!r}\n")
-        out.append("_symmetry_space_group_name_H-M 'P 1'\n_symmetry_Int_Tables_number 1\n")
-        out.append("loop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n")
-        out.append(
-            "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
-            "_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
-        )
-        # Coordinates relative to the file's own cell vectors: a CIF fixes the Cartesian
-        # frame (a along x), so a POSCAR's rotated frame does not survive, its cell does.
-        for label, element, xyz, occ in zip(
-            cell.labels, cell.elements, cell.fractional, cell.occupancies, strict=True
-        ):
-            quoted = gemmi.cif.quote(label or element)
-            x, y, z = (float(v) for v in xyz)
-            out.append(f"{quoted} {element} {x!r} {y!r} {z!r} {float(occ)!r}\n")
-    return "".join(out)
-
-
-def _angle(u: np.ndarray, v: np.ndarray) -> float:
-    cosine = float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
-    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))

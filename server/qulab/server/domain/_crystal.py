@@ -7,6 +7,7 @@ before anything is derived from them, plus the element table every structure mod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import gemmi
@@ -20,6 +21,7 @@ from qulab.v1 import structure_pb2
 __all__ = [
     "CellContents",
     "StructureLimits",
+    "cell_parameters",
     "element_number",
     "refuse",
 ]
@@ -56,6 +58,18 @@ class CellContents:
         self.warnings.append(
             structure_pb2.StructureWarning(kind=kind, message=message, sites=sites or [])
         )
+
+
+def cell_parameters(lattice: Floats) -> tuple[float, float, float, float, float, float]:
+    """a, b, c (Å) and alpha, beta, gamma (degrees) of the cell whose rows are `lattice`."""
+    lengths = np.linalg.norm(lattice, axis=1)
+
+    def angle(i: int, j: int) -> float:
+        cosine = float(lattice[i] @ lattice[j] / (lengths[i] * lengths[j]))
+        return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+
+    a, b, c = (float(x) for x in lengths)
+    return a, b, c, angle(1, 2), angle(0, 2), angle(0, 1)
 
 
 def element_number(symbol: str) -> int:

@@ -1,4 +1,4 @@
-"""VASP POSCAR / CONTCAR text to `CellContents` and back, with a small hand-written grammar.
+"""VASP POSCAR / CONTCAR text to `CellContents`, with a small hand-written grammar.
 
 The grammar, line by line (1-based; tokens are split on any whitespace, so tabs are fine;
 CRLF and lone CR line ends read as LF; text after the fields a line needs is ignored):
@@ -53,15 +53,13 @@ from qulab.server.domain._crystal import CellContents, StructureLimits, element_
 from qulab.server.errors import InvalidArgument
 from qulab.v1 import structure_pb2
 
-__all__ = ["looks_like_poscar", "read_poscar", "write_poscar"]
+__all__ = ["looks_like_poscar", "read_poscar"]
 
 Floats = npt.NDArray[np.float64]
 
 _LIMIT_EXCEEDED: Final = "LIMIT_EXCEEDED"
-_NOT_REPRESENTABLE: Final = "NOT_REPRESENTABLE"
 _SPECIES_FIELD: Final = "options.species"
 _MIN_VOLUME: Final = 1e-8  # Å³; below it the lattice vectors are taken as coplanar
-_OCCUPANCY_TOLERANCE: Final = 1e-9
 _MAX_ECHO: Final = 40
 # More digits than any sane count has; longer digit strings are refused before `int()`,
 # which would otherwise spend quadratic time (or raise) on them.
@@ -157,70 +155,6 @@ def read_poscar(text: str, species: Sequence[str], limits: StructureLimits) -> C
         selective_dynamics=flags,
         velocities=velocities,
     )
-
-
-def write_poscar(cell: CellContents) -> str:
-    """The cell as VASP 5 POSCAR text: species and counts lines (sites grouped by element in
-    order of first appearance), Direct coordinates, selective dynamics flags and a
-    velocities block when the cell has them. Partial occupancy is refused."""
-    count = len(cell.elements)
-    if count == 0:
-        raise refuse(
-            "POSCAR needs at least one site, the structure has none",
-            field_name="output_format",
-            reason=_NOT_REPRESENTABLE,
-        )
-    partial = np.flatnonzero(np.abs(cell.occupancies - 1.0) > _OCCUPANCY_TOLERANCE)
-    if partial.size:
-        site = int(partial[0])
-        raise refuse(
-            f"POSCAR cannot hold partial occupancy: site {cell.labels[site]} has "
-            f"{float(cell.occupancies[site]):g}",
-            field_name="output_format",
-            reason=_NOT_REPRESENTABLE,
-        )
-    rank: dict[str, int] = {}
-    for element in cell.elements:
-        if element not in rank:
-            if element_number(element) == 0:
-                raise refuse(
-                    f"POSCAR needs element symbols, the structure has {element!r}",
-                    field_name="output_format",
-                    reason=_NOT_REPRESENTABLE,
-                )
-            rank[element] = len(rank)
-    keys = np.array([rank[element] for element in cell.elements])
-    # A stable sort keeps the file's order within each element, and is the identity when
-    # the sites are already grouped.
-    order = np.argsort(keys, kind="stable")
-    counts = np.bincount(keys, minlength=len(rank))
-
-    comment = cell.name.replace("\r", " ").replace("\n", " ").strip() or "QuLab"
-    out = [comment, "1.0"]
-    out.extend(_row(row, "21.16f") for row in cell.lattice.tolist())
-    out.append("".join(f" {symbol:>4}" for symbol in rank))
-    out.append("".join(f" {int(n):>4}" for n in counts))
-    flags = cell.selective_dynamics
-    if flags is not None:
-        out.append("Selective dynamics")
-    out.append("Direct")
-    fractional = cell.fractional[order].tolist()
-    if flags is None:
-        out.extend(_row(row, "19.16f") for row in fractional)
-    else:
-        for row, free in zip(fractional, flags[order].tolist(), strict=True):
-            out.append(_row(row, "19.16f") + "  " + " ".join("T" if f else "F" for f in free))
-    if cell.velocities is not None:
-        # A blank header means Cartesian Å/fs, as in VASP's own CONTCAR; 17 significant
-        # digits read back as the same doubles.
-        out.append("")
-        out.extend(_row(row, "24.16e") for row in cell.velocities[order].tolist())
-    return "\n".join(out) + "\n"
-
-
-def _row(values: list[float], spec: str) -> str:
-    # The leading space is the separator: a wide number may fill its whole field.
-    return "".join(f" {value:{spec}}" for value in values)
 
 
 def _listed(counts: list[int]) -> str:

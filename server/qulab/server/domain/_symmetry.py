@@ -75,23 +75,30 @@ def expand(lattice: Floats, fractional: Floats, seitz: Floats) -> tuple[Ints, Fl
     to_first -= np.round(to_first)
     fixed = np.linalg.norm(to_first @ lattice, axis=-1) < MERGE_TOLERANCE
     keep = np.ones(positions.shape[:2], bool)
-    for site in np.nonzero(fixed[:, 1:].any(axis=1))[0]:
-        # A special position: take images in order, each new one with every image of its
-        # own (as many passes as the site's multiplicity, at most n_ops / 2).
-        images = positions[site]
-        seen = np.zeros(len(images), bool)
-        keep[site] = False
-        while not seen.all():
-            first = int(np.argmin(seen))
-            delta = images - images[first]
-            delta -= np.round(delta)
-            seen |= np.linalg.norm(delta @ lattice, axis=1) < MERGE_TOLERANCE
-            seen[first] = True
-            keep[site, first] = True
+    special = np.nonzero(fixed[:, 1:].any(axis=1))[0]
+    if len(special):
+        keep[special] = _first_of_each_image(positions[special], lattice)
     site_index, _ = np.nonzero(keep)
     images = positions[keep]
     images[images >= 1.0 - 1e-12] = 0.0
     return site_index.astype(np.int64), images
+
+
+def _first_of_each_image(images: Floats, lattice: Floats) -> npt.NDArray[np.bool_]:
+    """For sites on special positions, (sites, ops, 3): which images to keep. In passes over
+    all the sites at once, each pass keeps every site's first unclaimed image and claims the
+    images that coincide with it; as many passes as the largest multiplicity."""
+    claimed = np.zeros(images.shape[:2], bool)
+    keep = np.zeros(images.shape[:2], bool)
+    while not claimed.all():
+        rows = np.nonzero(~claimed.all(axis=1))[0]
+        first = np.argmin(claimed[rows], axis=1)
+        delta = images[rows] - images[rows, first][:, None, :]
+        delta -= np.round(delta)
+        claimed[rows] |= np.linalg.norm(delta @ lattice, axis=-1) < MERGE_TOLERANCE
+        claimed[rows, first] = True
+        keep[rows, first] = True
+    return keep
 
 
 def spglib_types(

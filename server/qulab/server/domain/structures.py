@@ -19,11 +19,11 @@ import numpy as np
 from google.rpc import code_pb2, status_pb2
 
 from qulab.server.domain import _poscar
-from qulab.server.domain._cif import read_cif, write_cif
+from qulab.server.domain._cif import read_cif
 from qulab.server.domain._crystal import (
     CellContents,
-    Floats,
     StructureLimits,
+    cell_parameters,
     element_number,
     refuse,
 )
@@ -35,6 +35,7 @@ from qulab.server.domain._symmetry import (
     spglib_types,
     standardize,
 )
+from qulab.server.domain._writers import write_cif, write_poscar
 from qulab.server.domain.structure_features import FEATURE_NAMES, structure_features
 from qulab.server.domain.structure_options import StructureSettings, structure_settings
 from qulab.server.errors import FieldViolation, InvalidArgument, QulabError
@@ -258,7 +259,7 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
             reason="STRICT",
         )
     z = _reduction(counts, cell.formula_units)
-    a, b, c, alpha, beta, gamma = _parameters(lattice)
+    a, b, c, alpha, beta, gamma = cell_parameters(lattice)
     structure = structure_pb2.Structure(
         name=cell.name,
         source_format=cell.source_format,
@@ -301,17 +302,6 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
         if velocities is not None:
             site.velocity.extend(velocities[k].tolist())
     return structure
-
-
-def _parameters(lattice: Floats) -> tuple[float, float, float, float, float, float]:
-    lengths = np.linalg.norm(lattice, axis=1)
-
-    def angle(i: int, j: int) -> float:
-        cosine = float(lattice[i] @ lattice[j] / (lengths[i] * lengths[j]))
-        return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
-
-    a, b, c = (float(x) for x in lengths)
-    return a, b, c, angle(1, 2), angle(0, 2), angle(0, 1)
 
 
 def parse_structure(
@@ -428,7 +418,7 @@ def write_structure(
                 "name one in `block`",
             )
         )
-    return structure_pb2.WriteStructureResponse(text=_poscar.write_poscar(cells[0]))
+    return structure_pb2.WriteStructureResponse(text=write_poscar(cells[0]))
 
 
 def encode_structures(
