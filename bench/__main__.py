@@ -1,4 +1,5 @@
-"""QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]`.
+"""QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]
+[--only molecules|structures]`.
 
 How to run: from the repository root, on an otherwise idle machine (the served
 benchmarks start their own server on 127.0.0.1 and a load generator beside it; everything
@@ -17,6 +18,14 @@ large "other" means something else was running, and "noisy" counts the runs duri
 it took more than a fifth of a core. A tick or cross
 marks a target met or missed. Every run is in bench/results/molecules.json; see
 `bench.molecules` for what each row measures and why.
+
+The structure benchmark (bench/results/structures.json, `bench.structures`) reads the CIF
+and POSCAR files QuLab accepts with QuLab, gemmi, pymatgen and ASE in this process, each
+reader on the same files pass after pass (`--passes`): "files/s" is the median over passes,
+"per file" the median over files of each file's median time (min-max: fastest and slowest
+file), ratios are rate ratios on the files both readers read, and `err` counts the files a
+reader fails on (not timed). Then ParseStructure and EncodeStructure on a served instance,
+read like the molecule rows.
 """
 
 from __future__ import annotations
@@ -25,11 +34,14 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
-from bench import molecules
+from bench import molecules, structures
 from bench._corpus import corpus_path, unique_smiles
 from bench._environment import describe
 from bench._report import RESULTS, format_table, write_json
+
+BENCHMARKS = ("molecules", "structures")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,19 +56,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--open-loop-seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON")
+    parser.add_argument(
+        "--only", choices=BENCHMARKS, help="run one benchmark (default: all of them)"
+    )
+    parser.add_argument(
+        "--passes", type=int, default=15, help="timed passes over the structure files"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.molecules, args.repeats, args.max_seconds, args.open_loop_seconds = 1000, 1, 3, 2
+        args.passes = 2
 
     started = time.perf_counter()
     environment = describe()
+    print("machine:", ", ".join(f"{k} {v}" for k, v in environment.items()), flush=True)
+    if args.only in (None, "molecules"):
+        _molecules(args, environment, started)
+    if args.only in (None, "structures"):
+        _structures(args, environment)
+
+
+def _molecules(args: argparse.Namespace, environment: dict[str, Any], started: float) -> None:
     config = molecules.Config(
         smiles=unique_smiles(args.molecules),
         repeats=args.repeats,
         max_seconds=args.max_seconds,
         open_loop_seconds=args.open_loop_seconds,
     )
-    print("machine:", ", ".join(f"{k} {v}" for k, v in environment.items()), flush=True)
     print(
         f"molecules: {len(config.smiles):,} from {corpus_path()}; {config.repeats} runs each;"
         f" server settings {molecules.SERVER_SETTINGS}",
@@ -75,6 +101,60 @@ def main(argv: list[str] | None = None) -> None:
             "load": molecules.LOAD_SETTINGS,
             "seconds": time.perf_counter() - started,
             "rows": [row.as_json() for row in rows],
+        },
+        args.results,
+    )
+    print(f"{time.perf_counter() - started:.0f} s; results in {path}")
+
+
+def _structures(args: argparse.Namespace, environment: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    config = structures.Config(
+        passes=args.passes,
+        in_process_seconds=4.0 if args.quick else 12 * args.max_seconds,
+        repeats=args.repeats,
+        max_seconds=args.max_seconds,
+        calls=200 if args.quick else 3000,
+        encode_calls=4 if args.quick else 40,
+        subset=5 if args.quick else None,
+    )
+    cif = structures.load_corpus("cif", config.subset)
+    poscar = structures.load_corpus("poscar", config.subset)
+    for corpus in (cif, poscar):
+        if corpus.root is None:
+            print(f"structures: no {corpus.kind} corpus found; its figures are skipped")
+            continue
+        left_out = f", {corpus.left_out} left out" if corpus.left_out else ""
+        print(
+            f"structures: {len(corpus.files)} {corpus.kind} files from {corpus.root}"
+            f" ({len(corpus.refused)} refused by QuLab, not timed{left_out})",
+            flush=True,
+        )
+    if not cif.files and not poscar.files:
+        print("structures: nothing to read; skipped")
+        return
+    print(
+        f"structures: {config.passes} passes in-process, {config.repeats} runs served;"
+        f" server settings {structures.SERVER_SETTINGS}",
+        flush=True,
+    )
+    result = structures.run(config, cif, poscar)
+    print(format_table(result.rows))
+    for name, goal in result.goal.items():
+        ratio = goal["x_pymatgen"]
+        verdict = "met ✓" if goal["met"] else "missed ✗"
+        shown = "n/a" if ratio is None else f"{ratio:.1f}x"
+        print(f"goal >= {structures.PYMATGEN_TARGET:g}x pymatgen, {name}: {shown}, {verdict}")
+    path = write_json(
+        "structures",
+        {
+            "environment": environment,
+            "config": dataclasses.asdict(config),
+            "server_settings": structures.SERVER_SETTINGS,
+            "load": structures.LOAD_SETTINGS,
+            **result.payload,
+            "seconds": time.perf_counter() - started,
+            "rows": [row.as_json() for row in result.rows],
         },
         args.results,
     )

@@ -38,10 +38,19 @@ from bench._cpu import CpuClock
 from bench._measure import Run
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 
-__all__ = ["generate"]
+__all__ = [
+    "CALL_TIMEOUT_S",
+    "CHANNEL_OPTIONS",
+    "Call",
+    "Outcome",
+    "batch_call",
+    "closed_loop",
+    "generate",
+    "unary_call",
+]
 
 CALL_TIMEOUT_S = 10.0
-_CHANNEL_OPTIONS = [
+CHANNEL_OPTIONS = [
     # Separate connections per channel, rather than one shared subchannel.
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -67,7 +76,7 @@ def generate(job: dict[str, Any], timeout_s: float) -> list[Run]:
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     count: int = 0
     errors: int = 0
     first_error: str = ""
@@ -104,14 +113,14 @@ def _encode_requests(job: dict[str, Any]) -> list[molecule_pb2.EncodeMoleculeReq
     ]
 
 
-_Call: TypeAlias = Callable[["_Stub", Any, _Outcome], Awaitable[None]]
+Call: TypeAlias = Callable[["_Stub", Any, Outcome], Awaitable[None]]
 
 
-async def _closed_loop(
-    stubs: Sequence[_Stub], units: Sequence[Any], concurrency: int, call: _Call, stop_at: float
-) -> _Outcome:
+async def closed_loop(
+    stubs: Sequence[_Stub], units: Sequence[Any], concurrency: int, call: Call, stop_at: float
+) -> Outcome:
     """`concurrency` callers take the units in turn, one call each at a time."""
-    outcome = _Outcome()
+    outcome = Outcome()
     todo = iter(units)  # shared: every unit is taken by exactly one caller
 
     async def caller(stub: _Stub) -> None:
@@ -124,42 +133,57 @@ async def _closed_loop(
     return outcome
 
 
-async def _parse_call(stub: _Stub, request: Any, outcome: _Outcome) -> None:
-    try:
-        await stub.ParseMolecule(request, timeout=CALL_TIMEOUT_S)
-    except grpc.aio.AioRpcError as error:
-        outcome.add_error(1, error)
-    else:
-        outcome.add(1)
+def unary_call(method: str) -> Call:
+    """A call of the unary RPC `method` (the stub's attribute), one unit counted."""
+
+    async def call(stub: Any, request: Any, outcome: Outcome) -> None:
+        try:
+            await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            outcome.add_error(1, error)
+        else:
+            outcome.add(1)
+
+    return call
 
 
-async def _encode_call(stub: _Stub, request: Any, outcome: _Outcome) -> None:
-    count = len(request.molecules)
-    try:
-        answer = await stub.EncodeMolecule(request, timeout=CALL_TIMEOUT_S)
-    except grpc.aio.AioRpcError as error:
-        outcome.add_error(count, error)
-        return
-    failed = [status for status in answer.item_status if status.code]
-    outcome.add(count, len(failed), failed[0].message if failed else "")
+def batch_call(method: str, items_field: str) -> Call:
+    """A call of the batch RPC `method`: one unit per item of the request's `items_field`,
+    and each item's own status (`item_status`) counted as its error or success."""
+
+    async def call(stub: Any, request: Any, outcome: Outcome) -> None:
+        count = len(getattr(request, items_field))
+        try:
+            answer = await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            outcome.add_error(count, error)
+            return
+        failed = [status for status in answer.item_status if status.code]
+        outcome.add(count, len(failed), failed[0].message if failed else "")
+
+    return call
+
+
+_parse_call = unary_call("ParseMolecule")
+_encode_call = batch_call("EncodeMolecule", "molecules")
 
 
 async def _unary(
     stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
-) -> _Outcome:
-    return await _closed_loop(stubs, units, job["callers"], _parse_call, stop_at)
+) -> Outcome:
+    return await closed_loop(stubs, units, job["callers"], _parse_call, stop_at)
 
 
 async def _encode(
     stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
-) -> _Outcome:
-    return await _closed_loop(stubs, units, job["in_flight"], _encode_call, stop_at)
+) -> Outcome:
+    return await closed_loop(stubs, units, job["in_flight"], _encode_call, stop_at)
 
 
 async def _stream(
     stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
-) -> _Outcome:
-    outcome = _Outcome()
+) -> Outcome:
+    outcome = Outcome()
     streams = job["streams"]
 
     async def one_stream(stub: _Stub, requests: Sequence[Any]) -> None:
@@ -182,13 +206,13 @@ async def _stream(
 
 async def _open_loop(
     stubs: Sequence[_Stub], units: Sequence[Any], job: dict[str, Any], stop_at: float
-) -> _Outcome:
+) -> Outcome:
     clock = time.perf_counter  # not loop.time(): uvloop's is in whole milliseconds
     interval = 1.0 / job["rate"]
     latencies: list[float] = []
     queued: list[int] = []  # the server's own account (provenance), in ns
     computed: list[int] = []
-    outcome = _Outcome()
+    outcome = Outcome()
 
     async def send(stub: _Stub, request: Any, scheduled: float) -> None:
         try:
@@ -228,7 +252,7 @@ async def _open_loop(
 
 
 _Pass: TypeAlias = Callable[
-    [Sequence["_Stub"], Sequence[Any], dict[str, Any], float], Awaitable[_Outcome]
+    [Sequence["_Stub"], Sequence[Any], dict[str, Any], float], Awaitable[Outcome]
 ]
 _KINDS: dict[str, tuple[Callable[[dict[str, Any]], list[Any]], _Pass]] = {
     "unary": (_parse_requests, _unary),
@@ -245,7 +269,7 @@ async def _main(job: dict[str, Any]) -> list[Run]:
     make_units, one_pass = _KINDS[job["kind"]]
     units = make_units(job)
     channels = [
-        grpc.aio.insecure_channel(job["address"], options=_CHANNEL_OPTIONS)
+        grpc.aio.insecure_channel(job["address"], options=CHANNEL_OPTIONS)
         for _ in range(job.get("channels", 1))
     ]
     try:

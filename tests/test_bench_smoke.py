@@ -8,23 +8,32 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import structures
 from tests.conftest import ROOT
 
 
-@pytest.mark.timeout(300)
-def test_quick_bench_runs_and_reports_every_row(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quick run of every benchmark, shared by the tests below."""
+    results = tmp_path_factory.mktemp("bench")
     subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--results", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--results", str(results)],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
         timeout=280,
     )
-    report = json.loads((tmp_path / "molecules.json").read_text())
+    return results
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_runs_and_reports_every_row(quick_results: Path) -> None:
+    report = json.loads((quick_results / "molecules.json").read_text())
     rows = {row["name"]: row for row in report["rows"]}
     for needed in (
         "full parse, in-process",
@@ -38,3 +47,60 @@ def test_quick_bench_runs_and_reports_every_row(tmp_path: Path) -> None:
     for row in report["rows"]:
         assert row["value"] > 0, row["name"]
         assert all(run["errors"] == 0 for run in row["runs"]), row["name"]
+
+
+def _errors(row: dict[str, Any]) -> int:
+    return sum(run["errors"] for run in row["runs"])
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_structure_row(quick_results: Path) -> None:
+    report = json.loads((quick_results / "structures.json").read_text())
+    for key in (
+        "environment",
+        "config",
+        "server_settings",
+        "load",
+        "corpora",
+        "cif_readers",
+        "poscar_readers",
+        "goal",
+        "seconds",
+        "rows",
+    ):
+        assert key in report, sorted(report)
+    for kind in ("cif", "poscar"):
+        corpus = report["corpora"][kind]
+        assert corpus["files"], kind
+        assert {"root", "refused", "left_out", "species_given"} <= corpus.keys()
+    rows = {row["name"]: row for row in report["rows"]}
+    in_process = (
+        structures.CIF_READ,
+        structures.CIF_PARSE,
+        structures.CIF_FULL,
+        structures.CIF_GEMMI,
+        structures.CIF_PYMATGEN,
+        structures.CIF_ASE,
+        structures.POSCAR_READ,
+        structures.POSCAR_PARSE,
+        structures.POSCAR_PYMATGEN,
+        structures.POSCAR_ASE,
+    )
+    for name in in_process:
+        assert name in rows, sorted(rows)
+        assert name + structures.PER_FILE in rows, sorted(rows)
+    served = [name for name in rows if name.startswith(("ParseStructure", "EncodeStructure"))]
+    assert len(served) == 4, sorted(rows)
+    for row in report["rows"]:
+        assert row["value"] > 0, row["name"]
+    # QuLab reads every file it was given (the corpus holds only files it accepts), and the
+    # served calls all succeed; pymatgen and ASE may fail on some files (counted, not timed).
+    for name in (*structures.QULAB_CIF, structures.POSCAR_READ, structures.POSCAR_PARSE):
+        assert _errors(rows[name]) == 0, rows[name]["runs"][0]["first_error"]
+    for name in served:
+        assert _errors(rows[name]) == 0, rows[name]["runs"][0]["first_error"]
+    for name in structures.QULAB_CIF:
+        goal = report["goal"][name]
+        assert goal["x_pymatgen"] > 0, name
+        assert isinstance(goal["met"], bool), name
+        assert "pymatgen" in rows[name]["ratios"], rows[name]["ratios"]

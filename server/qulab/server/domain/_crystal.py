@@ -7,6 +7,7 @@ before anything is derived from them, plus the element table every structure mod
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -72,6 +73,7 @@ def cell_parameters(lattice: Floats) -> tuple[float, float, float, float, float,
     return a, b, c, angle(1, 2), angle(0, 2), angle(0, 1)
 
 
+@functools.lru_cache(maxsize=4096)
 def element_number(symbol: str) -> int:
     """Atomic number of an element symbol in any letter case ("FE", "fe", "Fe"); deuterium
     and tritium count as hydrogen. 0 when it is not an element (gemmi's "X")."""

@@ -58,6 +58,8 @@ _OVERLAP_DISTANCE = 0.5
 _AMU_PER_A3_IN_G_PER_CM3 = 1.66053906892
 _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
 _P1 = "x,y,z"
+# Standard atomic weight by atomic number (index 0 unused).
+_WEIGHTS = np.array([0.0, *(gemmi.Element(z).weight for z in range(1, 119))])
 
 
 def _decode(content: bytes) -> str:
@@ -96,11 +98,13 @@ def read_structures(
 def _check_sites(cell: CellContents, settings: StructureSettings) -> None:
     i, j, distance = close_pairs(cell.fractional, cell.lattice, _OVERLAP_DISTANCE)
     occupancy = cell.occupancies
-    same = distance < MERGE_TOLERANCE
-    # Occupancy per position: a site plus the partial sites sharing its position.
+    partial = occupancy < 1.0 - 1e-6
+    # Sites at one position share it when one of them is partial (a mixed or disordered
+    # site); two full atoms there are a duplicate, reported as overlapping below.
+    shared = (distance < MERGE_TOLERANCE) & (partial[i] | partial[j])
     total = occupancy.copy()
-    np.add.at(total, i[same], occupancy[j[same]])
-    np.add.at(total, j[same], occupancy[i[same]])
+    np.add.at(total, i[shared], occupancy[j[shared]])
+    np.add.at(total, j[shared], occupancy[i[shared]])
     above = np.nonzero(total > 1.0 + 1e-6)[0]
     if len(above):
         worst = int(above[np.argmax(total[above])])
@@ -116,7 +120,7 @@ def _check_sites(cell: CellContents, settings: StructureSettings) -> None:
             f"occupancies sum to up to {total[worst]:.4g} at one position",
             labels,
         )
-    crowded = ~same & (occupancy[i] + occupancy[j] > 1.0 + 1e-6)
+    crowded = ~shared & (occupancy[i] + occupancy[j] > 1.0 + 1e-6)
     if crowded.any():
         pairs = sorted(
             {
@@ -240,9 +244,7 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
             _W.STRUCTURE_WARNING_KIND_VOLUME_MISMATCH,
             f"the cell gives {volume:.6g} Å³; _cell_volume is {cell.declared_volume:g}",
         )
-    mass = sum(
-        gemmi.Element(z).weight * o for z, o in zip(numbers, occupancy.tolist(), strict=True)
-    )
+    mass = float(_WEIGHTS[numbers] @ occupancy)
     detection = Detection(None, "")
     if settings.detect_symmetry:
         positions, types, _ = spglib_types(fractional, lattice, numbers, occupancy)
@@ -285,22 +287,26 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
         structure.selective_dynamics.CopyFrom(to_tensor(flags))
     if velocities is not None:
         structure.velocities.CopyFrom(to_tensor(velocities))
-    sites = structure.sites
+    # One .tolist() per array, not per site: site messages are the per-site cost here.
+    frac_rows, cart_rows, occ_list = fractional.tolist(), cartesian.tolist(), occupancy.tolist()
+    flag_rows = flags.tolist() if flags is not None else None
+    velocity_rows = velocities.tolist() if velocities is not None else None
+    add = structure.sites.add
     for k, (label, element, number) in enumerate(
         zip(cell.labels, cell.elements, numbers, strict=True)
     ):
-        site = sites.add(
+        site = add(
             label=label,
             element=element,
             atomic_number=number,
-            occupancy=float(occupancy[k]),
-            fractional=fractional[k].tolist(),
-            cartesian=cartesian[k].tolist(),
+            occupancy=occ_list[k],
+            fractional=frac_rows[k],
+            cartesian=cart_rows[k],
         )
-        if flags is not None:
-            site.selective_dynamics.extend(flags[k].tolist())
-        if velocities is not None:
-            site.velocity.extend(velocities[k].tolist())
+        if flag_rows is not None:
+            site.selective_dynamics.extend(flag_rows[k])
+        if velocity_rows is not None:
+            site.velocity.extend(velocity_rows[k])
     return structure
 
 
