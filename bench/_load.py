@@ -46,6 +46,7 @@ __all__ = [
     "batch_call",
     "closed_loop",
     "generate",
+    "run_generator",
     "unary_call",
 ]
 
@@ -61,8 +62,13 @@ if TYPE_CHECKING:  # the asyncio stub type exists in the type stubs only
 
 def generate(job: dict[str, Any], timeout_s: float) -> list[Run]:
     """Run one job in a fresh load-generator process (killed after `timeout_s`)."""
+    return [Run(**run) for run in run_generator("bench._load", job, timeout_s)]
+
+
+def run_generator(module: str, job: dict[str, Any], timeout_s: float) -> Any:
+    """Run `python -m module` with the job as JSON on stdin; its JSON answer."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench._load"],
+        [sys.executable, "-m", module],
         input=json.dumps(job),
         capture_output=True,
         text=True,
@@ -72,7 +78,7 @@ def generate(job: dict[str, Any], timeout_s: float) -> list[Run]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return [Run(**run) for run in json.loads(done.stdout)]
+    return json.loads(done.stdout)
 
 
 @dataclass

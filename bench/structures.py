@@ -43,7 +43,6 @@ import dataclasses
 import io
 import json
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -57,7 +56,14 @@ import grpc
 
 from bench._corpus import ROOT
 from bench._cpu import CpuClock
-from bench._load import CALL_TIMEOUT_S, CHANNEL_OPTIONS, batch_call, closed_loop, unary_call
+from bench._load import (
+    CALL_TIMEOUT_S,
+    CHANNEL_OPTIONS,
+    batch_call,
+    closed_loop,
+    run_generator,
+    unary_call,
+)
 from bench._measure import Run
 from bench._report import Row
 from bench._server import running_server
@@ -491,18 +497,8 @@ def _goal(cif: _InProcess) -> dict[str, dict[str, Any]]:
 
 def _generate(job: dict[str, Any], timeout_s: float) -> dict[str, list[Run]]:
     """Run the served figures in a fresh load-generator process (killed after `timeout_s`)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.structures"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return {name: [Run(**run) for run in runs] for name, runs in json.loads(done.stdout).items()}
+    answer = run_generator("bench.structures", job, timeout_s)
+    return {name: [Run(**run) for run in runs] for name, runs in answer.items()}
 
 
 def _served_rows(config: Config, cif: Corpus, in_process: _InProcess) -> list[Row]:
