@@ -392,8 +392,7 @@ def comparison_params(*, ordered_only: bool = False) -> list[object]:
     return [
         pytest.param(name, block, id=f"{name}#{block}")
         for name, block in BLOCKS
-        if (name, block) not in NOT_COMPARED
-        and not (ordered_only and _disordered(name, block))
+        if (name, block) not in NOT_COMPARED and not (ordered_only and _disordered(name, block))
     ]
 
 

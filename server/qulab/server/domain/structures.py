@@ -221,22 +221,24 @@ def _standardized(cell: CellContents, settings: StructureSettings, numbers: list
     )
 
 
-def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.Structure:
-    """The `Structure` message of a cell: everything derived, warnings listed."""
-    numbers = [element_number(e) for e in cell.elements]
-    if settings.cell != structure_pb2.CELL_CHOICE_UNSPECIFIED:
-        _standardized(cell, settings, numbers)
-        numbers = [element_number(e) for e in cell.elements]
-    lattice, fractional, occupancy = cell.lattice, cell.fractional, cell.occupancies
-    volume = float(abs(np.linalg.det(lattice)))
-    cartesian = fractional @ lattice
-    _check_sites(cell, settings)
+def _counts(cell: CellContents) -> dict[str, float]:
+    """Occupancy-weighted amount of each element present."""
     counts: dict[str, float] = {}
-    for element, occ in zip(cell.elements, occupancy.tolist(), strict=True):
+    for element, occ in zip(cell.elements, cell.occupancies.tolist(), strict=True):
         counts[element] = counts.get(element, 0.0) + occ
     counts = {e: n for e, n in counts.items() if n > 1e-9}
     if not counts:
         raise refuse(f"{cell.name}: every site has occupancy 0", reason="NO_OCCUPIED_SITE")
+    return counts
+
+
+def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.Structure:
+    """The `Structure` message of a cell: everything derived, warnings listed."""
+    # The file's own declarations (formula, volume) describe the file's cell: checked
+    # before a standardized cell replaces it.
+    _check_sites(cell, settings)
+    counts = _counts(cell)
+    volume = float(abs(np.linalg.det(cell.lattice)))
     if cell.formula_sum:
         _check_formula(cell, counts)
     if cell.declared_volume and abs(volume - cell.declared_volume) > 1e-3 * cell.declared_volume:
@@ -244,6 +246,14 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
             _W.STRUCTURE_WARNING_KIND_VOLUME_MISMATCH,
             f"the cell gives {volume:.6g} Å³; _cell_volume is {cell.declared_volume:g}",
         )
+    numbers = [element_number(e) for e in cell.elements]
+    if settings.cell != structure_pb2.CELL_CHOICE_UNSPECIFIED:
+        _standardized(cell, settings, numbers)
+        numbers = [element_number(e) for e in cell.elements]
+        counts = _counts(cell)
+        volume = float(abs(np.linalg.det(cell.lattice)))
+    lattice, fractional, occupancy = cell.lattice, cell.fractional, cell.occupancies
+    cartesian = fractional @ lattice
     mass = float(_WEIGHTS[numbers] @ occupancy)
     detection = Detection(None, "")
     if settings.detect_symmetry:
