@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.rpc import code_pb2
 
 from qulab.client import from_tensor
 from qulab.server.domain.structure_options import StructureLimits
-from qulab.server.domain.structures import parse_structure
+from qulab.server.domain.structures import encode_structures, parse_structure
 from qulab.server.errors import InvalidArgument
 from qulab.v1 import structure_pb2
+from tests.integration._status import unpack_status
 
 DATA = Path(__file__).parent.parent / "data"
 LIMITS = StructureLimits()
@@ -177,3 +179,22 @@ def test_tensors_and_lists_agree() -> None:
         from_tensor(structure.velocities), [s.velocity for s in structure.sites]
     )
     assert from_tensor(structure.occupancies).shape == (n,)
+
+
+def test_encode_item_errors_name_the_item_or_the_request_option() -> None:
+    vasp4 = (DATA / "poscar" / "spglib" / "cubic_POSCAR-225").read_bytes()
+    request = structure_pb2.EncodeStructureRequest(
+        structures=[
+            structure_pb2.StructureInput(content=PBTE.read_bytes()),
+            structure_pb2.StructureInput(content=vasp4),
+        ],
+        options=structure_pb2.StructureOptions(species=["Na"]),  # one; the file has 3 counts
+    )
+    answer = encode_structures(request, LIMITS, first_index=5)
+    assert [s.code for s in answer.item_status] == [0, code_pb2.INVALID_ARGUMENT]
+    fields = [v.field for v in unpack_status(answer.item_status[1]).violations]
+    assert fields == ["options.species"]
+    request.options.ClearField("species")
+    answer = encode_structures(request, LIMITS, first_index=5)
+    fields = [v.field for v in unpack_status(answer.item_status[1]).violations]
+    assert fields == ["structures[6].content"]

@@ -115,11 +115,15 @@ class InvalidArgument(QulabError):
         )
         self.violations: Sequence[FieldViolation] = violations
 
-    def under(self, prefix: str) -> InvalidArgument:
+    def under(self, prefix: str, *, unless: str = "\0") -> InvalidArgument:
         """The same error for a field nested in another message: every field path gets
-        `prefix` (e.g. "structures[3].") in front."""
+        `prefix` (e.g. "structures[3].") in front, but those starting with `unless` (fields
+        of the enclosing request, such as its options)."""
         return InvalidArgument(
-            *(dataclasses.replace(v, field=prefix + v.field) for v in self.violations)
+            *(
+                v if v.field.startswith(unless) else dataclasses.replace(v, field=prefix + v.field)
+                for v in self.violations
+            )
         )
 
     def _details(

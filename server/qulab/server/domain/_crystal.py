@@ -63,14 +63,13 @@ class CellContents:
 
 def cell_parameters(lattice: Floats) -> tuple[float, float, float, float, float, float]:
     """a, b, c (Å) and alpha, beta, gamma (degrees) of the cell whose rows are `lattice`."""
-    lengths = np.linalg.norm(lattice, axis=1)
+    (aa, ab, ac), (_, bb, bc), (_, _, cc) = (lattice @ lattice.T).tolist()
+    a, b, c = math.sqrt(aa), math.sqrt(bb), math.sqrt(cc)
 
-    def angle(i: int, j: int) -> float:
-        cosine = float(lattice[i] @ lattice[j] / (lengths[i] * lengths[j]))
-        return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+    def angle(dot: float, length: float) -> float:
+        return math.degrees(math.acos(max(-1.0, min(1.0, dot / length))))
 
-    a, b, c = (float(x) for x in lengths)
-    return a, b, c, angle(1, 2), angle(0, 2), angle(0, 1)
+    return a, b, c, angle(bc, b * c), angle(ac, a * c), angle(ab, a * b)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -8,6 +8,7 @@ within the cutoff.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -38,7 +39,7 @@ def close_pairs(fractional: Floats, lattice: Floats, cutoff: float) -> tuple[Int
     n = len(fractional)
     wrapped = fractional - np.floor(fractional)
     if n <= _DENSE_UP_TO:
-        i, j = np.triu_indices(n, k=1)
+        i, j = _all_pairs(n)
     else:
         i, j = _neighbour_candidates(wrapped, lattice, cutoff)
     delta = wrapped[i] - wrapped[j]
@@ -47,6 +48,15 @@ def close_pairs(fractional: Floats, lattice: Floats, cutoff: float) -> tuple[Int
     squared = ((delta @ (lattice @ lattice.T)) * delta).sum(axis=1)
     near = squared < cutoff * cutoff
     return i[near], j[near], np.sqrt(squared[near])
+
+
+@functools.lru_cache(maxsize=_DENSE_UP_TO + 1)
+def _all_pairs(n: int) -> tuple[Ints, Ints]:
+    """np.triu_indices(n, 1), kept: it costs more than the distances for small n."""
+    i, j = (index.astype(np.int64) for index in np.triu_indices(n, k=1))
+    i.flags.writeable = False  # shared between calls
+    j.flags.writeable = False
+    return i, j
 
 
 def _neighbour_candidates(wrapped: Floats, lattice: Floats, cutoff: float) -> tuple[Ints, Ints]:

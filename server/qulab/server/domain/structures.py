@@ -232,8 +232,13 @@ def _counts(cell: CellContents) -> dict[str, float]:
     return counts
 
 
-def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.Structure:
-    """The `Structure` message of a cell: everything derived, warnings listed."""
+def assemble(
+    cell: CellContents,
+    settings: StructureSettings,
+    structure: structure_pb2.Structure | None = None,
+) -> structure_pb2.Structure:
+    """The `Structure` message of a cell, everything derived and warnings listed; filled in
+    place when `structure` is given (a response's own element: no copy)."""
     # The file's own declarations (formula, volume) describe the file's cell: checked
     # before a standardized cell replaces it.
     _check_sites(cell, settings)
@@ -272,7 +277,10 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
         )
     z = _reduction(counts, cell.formula_units)
     a, b, c, alpha, beta, gamma = cell_parameters(lattice)
-    structure = structure_pb2.Structure(
+    if structure is None:
+        structure = structure_pb2.Structure()
+    # The fields but the sites, merged in at once; the sites are added in place below.
+    head = structure_pb2.Structure(
         name=cell.name,
         source_format=cell.source_format,
         lattice=structure_pb2.Lattice(
@@ -291,6 +299,7 @@ def assemble(cell: CellContents, settings: StructureSettings) -> structure_pb2.S
         detected_symmetry=detection.symmetry,
         warnings=cell.warnings,
     )
+    structure.MergeFrom(head)
     flags = cell.selective_dynamics
     velocities = cell.velocities
     if flags is not None:
@@ -325,9 +334,10 @@ def parse_structure(
 ) -> structure_pb2.ParseStructureResponse:
     settings = structure_settings(request.options)
     cells = read_structures(request.content, request.format, settings, limits, request.block)
-    return structure_pb2.ParseStructureResponse(
-        id=request.id, structures=[assemble(cell, settings) for cell in cells]
-    )
+    response = structure_pb2.ParseStructureResponse(id=request.id)
+    for cell in cells:
+        assemble(cell, settings, response.structures.add())
+    return response
 
 
 def _cell_of_message(structure: structure_pb2.Structure, field: str) -> CellContents:
@@ -412,7 +422,8 @@ def _input_cells(
     try:
         return read_structures(item.content, item.format, settings, limits, item.block)
     except InvalidArgument as exc:
-        raise exc.under(f"{field}.") from None
+        # A file's own fields nest under the item; `options` is the request's.
+        raise exc.under(f"{field}.", unless="options.") from None
 
 
 def write_structure(
