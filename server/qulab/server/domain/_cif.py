@@ -60,6 +60,8 @@ _SYMOP_TAG = _SYMOP_TAGS[0]
 _MIN_LENGTH = 0.1  # Å; shorter is no crystal
 _MAX_LENGTH = 10_000.0  # Å; longer overflows nothing but is no crystal either
 _MIN_VOLUME_FACTOR = 1e-3
+# Symbol by atomic number: D and T (which gemmi keeps apart) are hydrogen here.
+_SYMBOLS = ["X", *(gemmi.Element(z).name for z in range(1, 119))]
 _IDENTITY = "x,y,z"
 _MAX_OPERATIONS = 192  # the order of the largest space group (F m -3 m, centred)
 _IMAGES_PER_SITE_LIMIT = 8  # asymmetric sites x operations <= 8 x max_sites
@@ -304,22 +306,20 @@ def _block_cell(block: gemmi.cif.Block, limits: StructureLimits) -> CellContents
             reason="LIMIT_EXCEEDED",
             line=_line(block, "_atom_site_label"),
         )
-    fractional = np.array([(s.fract.x, s.fract.y, s.fract.z) for s in asym], np.float64)
+    # One pass over gemmi's sites (each attribute access crosses into C++), then checks on
+    # whole arrays; the per-site loop below runs only to name a bad site.
+    rows = [(s.label, s.element.atomic_number, s.occ, *s.fract.tolist()) for s in asym]
+    labels = [row[0] for row in rows]
+    numbers = np.array([row[1] for row in rows], np.int64)
+    occupancy = np.array([row[2] for row in rows], np.float64)
+    fractional = np.array([row[3:] for row in rows], np.float64)
     lattice = np.array(small.cell.orth.mat.tolist(), np.float64).T
-    if all(not s.label for s in asym) and not np.isfinite(fractional).any():
+    finite = np.asarray(np.isfinite(fractional).all(axis=1))
+    if not any(labels) and not finite.any():
         raise _fail(block, "_atom_site_label", "the atom_site loop has no site, only '?' values")
-    for site, xyz in zip(asym, fractional, strict=True):
-        name = site.label or "(unlabelled)"
-        if not np.isfinite(xyz).all():
-            raise _fail(block, "_atom_site_fract_x", f"site {name}: unknown coordinates")
-        if site.element.atomic_number == 0:
-            # Without a type_symbol column gemmi takes the element from the label.
-            typed = any(block.find_values(tag) for tag in _TYPE_SYMBOL_TAGS)
-            tag = _TYPE_SYMBOL_TAGS[0] if typed else "_atom_site_label"
-            symbol = (site.type_symbol or "?") if typed else site.label
-            raise _fail(block, tag, f"site {name}: {symbol!r} is not an element")
-        if not math.isfinite(site.occ) or site.occ < 0:
-            raise _fail(block, _OCCUPANCY_TAGS[0], f"site {name}: occupancy {site.occ}")
+    bad_occupancy = ~np.isfinite(occupancy) | (occupancy < 0)
+    if not finite.all() or not numbers.all() or bad_occupancy.any():
+        _refuse_site(block, asym, finite, numbers, bad_occupancy)
     cell = CellContents(
         name=block.name,
         source_format=structure_pb2.STRUCTURE_FORMAT_CIF,
@@ -374,9 +374,7 @@ def _block_cell(block: gemmi.cif.Block, limits: StructureLimits) -> CellContents
             f"{limits.max_sites}",
             reason="LIMIT_EXCEEDED",
         )
-    labels = [s.label for s in asym]
-    elements = [s.element.name if s.element.atomic_number != 1 else "H" for s in asym]
-    occupancy = np.array([s.occ for s in asym], np.float64)
+    elements = [_SYMBOLS[z] for z in numbers.tolist()]
     cell.labels = [labels[i] for i in source]
     cell.elements = [elements[i] for i in source]
     cell.occupancies = occupancy[source]
@@ -386,6 +384,28 @@ def _block_cell(block: gemmi.cif.Block, limits: StructureLimits) -> CellContents
     cell.formula_units = _number(z)
     cell.declared_volume = _number(block.find_value("_cell_volume"))
     return cell
+
+
+def _refuse_site(
+    block: gemmi.cif.Block,
+    asym: gemmi.SmallStructure.SiteList,
+    finite: np.ndarray,
+    numbers: np.ndarray,
+    bad_occupancy: np.ndarray,
+) -> None:
+    """Refuse the first bad site, naming the tag and the site."""
+    for k, site in enumerate(asym):
+        name = site.label or "(unlabelled)"
+        if not finite[k]:
+            raise _fail(block, "_atom_site_fract_x", f"site {name}: unknown coordinates")
+        if numbers[k] == 0:
+            # Without a type_symbol column gemmi takes the element from the label.
+            typed = any(block.find_values(tag) for tag in _TYPE_SYMBOL_TAGS)
+            tag = _TYPE_SYMBOL_TAGS[0] if typed else "_atom_site_label"
+            symbol = (site.type_symbol or "?") if typed else site.label
+            raise _fail(block, tag, f"site {name}: {symbol!r} is not an element")
+        if bad_occupancy[k]:
+            raise _fail(block, _OCCUPANCY_TAGS[0], f"site {name}: occupancy {site.occ}")
 
 
 def _number(value: str | None) -> float:
