@@ -19,17 +19,25 @@ __all__ = ["close_pairs"]
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
-_DENSE_UP_TO = 200  # sites: below this every pair is cheaper than binning (measured crossover ~175)
-_MAX_BINS_PER_AXIS = 256  # wider bins stay correct; this bounds the bin table's memory
+_DENSE_UP_TO = 150  # sites: below this every pair is cheaper than binning (measured)
 
 
-def _bins_per_axis(lattice: Floats, cutoff: float) -> Ints:
+def _bins_per_axis(lattice: Floats, cutoff: float, sites: int) -> Ints:
+    """Bins at least `cutoff` wide, and not many more bins than sites: wider bins stay
+    correct (more candidates per bin), while a bin table far larger than the sites would
+    cost more to build than the pairs it saves."""
     volume = abs(float(np.linalg.det(lattice)))
-    widths = [
-        volume / float(np.linalg.norm(np.cross(lattice[(k + 1) % 3], lattice[(k + 2) % 3])))
-        for k in range(3)
-    ]
-    return np.array([min(_MAX_BINS_PER_AXIS, max(1, int(w // cutoff))) for w in widths], np.int64)
+    widths = np.array(
+        [
+            volume / float(np.linalg.norm(np.cross(lattice[(k + 1) % 3], lattice[(k + 2) % 3])))
+            for k in range(3)
+        ]
+    )
+    bins = np.maximum(1, np.floor(widths / cutoff))
+    excess = float(np.prod(bins)) / max(2 * sites, 27)
+    if excess > 1:
+        bins = np.maximum(1, np.floor(bins / excess ** (1 / 3)))
+    return bins.astype(np.int64)
 
 
 def close_pairs(fractional: Floats, lattice: Floats, cutoff: float) -> tuple[Ints, Ints, Floats]:
@@ -62,7 +70,7 @@ def _all_pairs(n: int) -> tuple[Ints, Ints]:
 def _neighbour_candidates(wrapped: Floats, lattice: Floats, cutoff: float) -> tuple[Ints, Ints]:
     """Pairs (i < j) of sites in the same or neighbouring bins."""
     n = len(wrapped)
-    bins = _bins_per_axis(lattice, cutoff)
+    bins = _bins_per_axis(lattice, cutoff, n)
     cell = np.minimum((wrapped * bins).astype(np.int64), bins - 1)
     flat = (cell[:, 0] * bins[1] + cell[:, 1]) * bins[2] + cell[:, 2]
     order = np.argsort(flat, kind="stable")
@@ -70,20 +78,22 @@ def _neighbour_candidates(wrapped: Floats, lattice: Floats, cutoff: float) -> tu
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     # With fewer than 3 bins on an axis, offsets -1 and +1 reach the same bin: visit each once.
     offsets = {
-        tuple(int(o) % int(b) for o, b in zip(offset, bins, strict=True))
+        tuple(int(o) % int(b) for o, b in zip(offset, bins, strict=True)): offset
         for offset in itertools.product((-1, 0, 1), repeat=3)
     }
-    rows: list[Ints] = []
-    cols: list[Ints] = []
-    for offset in offsets:
-        neighbour = (cell + np.array(offset)) % bins
-        target = (neighbour[:, 0] * bins[1] + neighbour[:, 1]) * bins[2] + neighbour[:, 2]
-        size = counts[target]
-        i = np.repeat(np.arange(n), size)
-        first = np.repeat(starts[target], size)
-        within = np.arange(len(i)) - np.repeat(np.cumsum(size) - size, size)
-        j = order[first + within]
-        upper = i < j
-        rows.append(i[upper])
-        cols.append(j[upper])
-    return np.concatenate(rows), np.concatenate(cols)
+    # Every (site, offset) at once: one pass of array operations rather than one per offset,
+    # and the periodic wrap by table look-up (numpy's integer modulo is slow).
+    shifts = np.array(sorted(offsets.values()), np.int64)
+    x, y, z = (
+        (np.arange(-1, int(b) + 1) % b)[cell[:, k, None] + shifts[None, :, k] + 1]
+        for k, b in enumerate(bins)
+    )
+    target = ((x * bins[1] + y) * bins[2] + z).ravel()
+    source = np.repeat(np.arange(n), len(shifts))
+    size = counts[target]
+    i = np.repeat(source, size)
+    first = np.repeat(starts[target], size)
+    within = np.arange(len(i)) - np.repeat(np.cumsum(size) - size, size)
+    j = order[first + within]
+    upper = i < j
+    return i[upper], j[upper]
