@@ -3,14 +3,16 @@ statuses) and grpc-health-probe (the Kubernetes probe), against the shared real 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor, json_format
 from rdkit import Chem
 
-from qulab.v1 import molecule_pb2
+from qulab.v1 import molecule_pb2, structure_pb2
 from tests.conftest import RunningServer
 from tests.interop.conftest import INSTALL_TIMEOUT_S, GoTools
 
@@ -20,6 +22,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(INSTALL_TIMEOUT_S + 120)]
 MOLECULE_SERVICE = molecule_pb2.DESCRIPTOR.services_by_name["MoleculeService"]
 PARSE_MOLECULE = f"{MOLECULE_SERVICE.full_name}/ParseMolecule"
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+STRUCTURE_SERVICE = structure_pb2.DESCRIPTOR.services_by_name["StructureService"]
+PBTE = Path(__file__).parent.parent / "data" / "cif" / "diffpy" / "PbTe.cif"
 
 
 def _grpcurl(
@@ -45,20 +49,34 @@ def test_reflection_lists_the_services(go_tools: GoTools, server: RunningServer)
     code, output = _grpcurl(go_tools, server, "list")
     assert code == 0, output
     services = set(output.split())
-    assert {MOLECULE_SERVICE.full_name, "grpc.health.v1.Health"} <= services
+    expected = {MOLECULE_SERVICE.full_name, STRUCTURE_SERVICE.full_name, "grpc.health.v1.Health"}
+    assert expected <= services
     assert any(s.startswith("grpc.reflection.") for s in services), services
 
 
-def test_reflection_describes_the_molecule_service(
-    go_tools: GoTools, server: RunningServer
+@pytest.mark.parametrize("service", [MOLECULE_SERVICE, STRUCTURE_SERVICE], ids=lambda s: s.name)
+def test_reflection_describes_each_service(
+    go_tools: GoTools, server: RunningServer, service: descriptor.ServiceDescriptor
 ) -> None:
-    code, output = _grpcurl(go_tools, server, "describe", MOLECULE_SERVICE.full_name)
+    code, output = _grpcurl(go_tools, server, "describe", service.full_name)
     assert code == 0, output
-    assert f"service {MOLECULE_SERVICE.name} {{" in output
+    assert f"service {service.name} {{" in output
     # Every method of the compiled proto, with its streaming shape, as grpcurl prints it.
-    for method in MOLECULE_SERVICE.methods:
+    for method in service.methods:
         assert _rpc_line(method) in output, f"{_rpc_line(method)!r} not in:\n{output}"
-    assert len(re.findall(r"^\s*rpc ", output, re.MULTILINE)) == len(MOLECULE_SERVICE.methods)
+    assert len(re.findall(r"^\s*rpc ", output, re.MULTILINE)) == len(service.methods)
+
+
+def test_parse_structure_over_json(go_tools: GoTools, server: RunningServer) -> None:
+    """A CIF as base64 `content` (proto3 JSON for bytes), the answer's tensors likewise."""
+    request = json.dumps({"content": base64.b64encode(PBTE.read_bytes()).decode()})
+    method = f"{STRUCTURE_SERVICE.full_name}/ParseStructure"
+    code, output = _grpcurl(go_tools, server, method, flags=("-d", request))
+    assert code == 0, output
+    answer = json_format.Parse(output, structure_pb2.ParseStructureResponse())
+    (structure,) = answer.structures
+    assert structure.name == "LeadTelluride"  # the data block, as the file names it
+    assert sorted(s.element for s in structure.sites) == ["Pb"] * 4 + ["Te"] * 4
 
 
 def test_parse_molecule_over_json(go_tools: GoTools, server: RunningServer) -> None:
@@ -91,7 +109,7 @@ def test_invalid_smiles_is_invalid_argument(go_tools: GoTools, server: RunningSe
     assert "InvalidArgument" in output
 
 
-@pytest.mark.parametrize("service", ["", MOLECULE_SERVICE.full_name])
+@pytest.mark.parametrize("service", ["", MOLECULE_SERVICE.full_name, STRUCTURE_SERVICE.full_name])
 def test_health_probe_reports_serving(
     go_tools: GoTools, server: RunningServer, service: str
 ) -> None:
