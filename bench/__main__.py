@@ -1,5 +1,5 @@
 """QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]
-[--only molecules|structures]`.
+[--only molecules|structures|spectra]`.
 
 How to run: from the repository root, on an otherwise idle machine (the served
 benchmarks start their own server on 127.0.0.1 and a load generator beside it; everything
@@ -26,6 +26,12 @@ reader on the same files pass after pass (`--passes`): "files/s" is the median o
 file), ratios are rate ratios on the files both readers read, and `err` counts the files a
 reader fails on (not timed). Then ParseStructure and EncodeStructure on a served instance,
 read like the molecule rows.
+
+The spectrum benchmark (bench/results/spectra.json, `bench.spectra`) reads the JCAMP-DX files
+QuLab accepts with QuLab's reader, its full ParseSpectrum answer and the `jcamp` package in
+this process, read like the structure rows, with a "points/s" row (decoded y values) beside
+each "files/s" row; then QuLab's unit conversion against pint, and ParseSpectrum,
+EncodeSpectrum and ConvertUnits on a served instance.
 """
 
 from __future__ import annotations
@@ -36,12 +42,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import molecules, structures
+from bench import molecules, spectra, structures
 from bench._corpus import corpus_path, unique_smiles
 from bench._environment import describe
 from bench._report import RESULTS, format_table, write_json
 
-BENCHMARKS = ("molecules", "structures")
+BENCHMARKS = ("molecules", "structures", "spectra")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         "--only", choices=BENCHMARKS, help="run one benchmark (default: all of them)"
     )
     parser.add_argument(
-        "--passes", type=int, default=15, help="timed passes over the structure files"
+        "--passes",
+        type=int,
+        default=15,
+        help="timed passes over the structure and spectrum files",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -74,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         _molecules(args, environment, started)
     if args.only in (None, "structures"):
         _structures(args, environment)
+    if args.only in (None, "spectra"):
+        _spectra(args, environment)
 
 
 def _molecules(args: argparse.Namespace, environment: dict[str, Any], started: float) -> None:
@@ -152,6 +163,58 @@ def _structures(args: argparse.Namespace, environment: dict[str, Any]) -> None:
             "config": dataclasses.asdict(config),
             "server_settings": structures.SERVER_SETTINGS,
             "load": structures.LOAD_SETTINGS,
+            **result.payload,
+            "seconds": time.perf_counter() - started,
+            "rows": [row.as_json() for row in result.rows],
+        },
+        args.results,
+    )
+    print(f"{time.perf_counter() - started:.0f} s; results in {path}")
+
+
+def _spectra(args: argparse.Namespace, environment: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    config = spectra.Config(
+        passes=args.passes,
+        in_process_seconds=4.0 if args.quick else 12 * args.max_seconds,
+        repeats=args.repeats,
+        max_seconds=args.max_seconds,
+        calls=200 if args.quick else 2000,
+        encode_calls=4 if args.quick else 40,
+        convert_calls=400 if args.quick else 20_000,
+        scalar_calls=50 if args.quick else 500,
+        array_calls=1 if args.quick else 5,
+        subset=5 if args.quick else None,
+    )
+    corpus = spectra.load_corpus(config.subset)
+    if corpus.root is None:
+        print("spectra: no JCAMP-DX corpus found; its file figures are skipped")
+    else:
+        left_out = f", {corpus.left_out} left out" if corpus.left_out else ""
+        print(
+            f"spectra: {len(corpus.files)} JCAMP-DX files from {corpus.root}"
+            f" ({len(corpus.refused)} refused by QuLab, not timed{left_out})",
+            flush=True,
+        )
+    print(
+        f"spectra: {config.passes} passes in-process, {config.repeats} runs served;"
+        f" server settings {spectra.SERVER_SETTINGS}",
+        flush=True,
+    )
+    result = spectra.run(config, corpus)
+    print(format_table(result.rows))
+    for name, goal in result.goal.items():
+        ratio = goal["x_jcamp"]
+        verdict = "met ✓" if goal["met"] else "missed ✗"
+        shown = "n/a" if ratio is None else f"{ratio:.1f}x"
+        print(f"goal >= {spectra.JCAMP_TARGET:g}x jcamp, {name}: {shown}, {verdict}")
+    path = write_json(
+        "spectra",
+        {
+            "environment": environment,
+            "config": dataclasses.asdict(config),
+            "server_settings": spectra.SERVER_SETTINGS,
+            "load": spectra.LOAD_SETTINGS,
             **result.payload,
             "seconds": time.perf_counter() - started,
             "rows": [row.as_json() for row in result.rows],

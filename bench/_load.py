@@ -16,6 +16,11 @@ Kinds of job:
   not earlier calls were answered; each latency is measured from the call's scheduled
   send time, so a server (or client) falling behind shows up as latency instead of
   silently lowering the rate (coordinated omission).
+
+Other benchmarks' load generators (`python -m bench.structures`, `python -m bench.spectra`)
+use the same pieces: `figure_runs` starts one with a job listing named figures,
+`drive_figures` runs each figure's `Plan` (warm-up, then timed closed-loop runs) and
+`run_job` is the process's main.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -43,10 +48,14 @@ __all__ = [
     "CHANNEL_OPTIONS",
     "Call",
     "Outcome",
+    "Plan",
     "batch_call",
     "closed_loop",
+    "drive_figures",
+    "figure_runs",
     "generate",
     "run_generator",
+    "run_job",
     "unary_call",
 ]
 
@@ -79,6 +88,13 @@ def run_generator(module: str, job: dict[str, Any], timeout_s: float) -> Any:
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
+
+
+def figure_runs(module: str, job: dict[str, Any], timeout_s: float) -> dict[str, list[Run]]:
+    """Run the figures of `job` in a fresh `python -m module` (see `drive_figures`): the
+    runs of each, by figure name."""
+    answer = run_generator(module, job, timeout_s)
+    return {name: [Run(**run) for run in runs] for name, runs in answer.items()}
 
 
 @dataclass
@@ -268,6 +284,75 @@ _KINDS: dict[str, tuple[Callable[[dict[str, Any]], list[Any]], _Pass]] = {
 }
 
 
+# -- named figures, for the other benchmarks' load generators ---------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One figure: its units of work (one run takes them all), how many go at once, how
+    each is sent and on which stub, and how many of them the warm-up sends."""
+
+    units: Sequence[Any]
+    concurrency: int
+    call: Call
+    stub: Any
+    warmup: int
+
+
+async def drive_figures(
+    job: dict[str, Any], plan: Callable[[grpc.aio.Channel, dict[str, Any]], Plan]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each of `job["figures"]` (a dict with a "name") on one channel to `job["address"]`:
+    a warm-up, then `job["repeats"]` timed runs of its plan, each bounded by
+    `job["max_seconds"]`, with the server's CPU (`job["server_pid"]`) measured."""
+    channel = grpc.aio.insecure_channel(job["address"], options=CHANNEL_OPTIONS)
+    try:
+        await asyncio.wait_for(channel.channel_ready(), CALL_TIMEOUT_S)
+        clock = CpuClock(job["server_pid"])
+        found: dict[str, list[dict[str, Any]]] = {}
+        for figure in job["figures"]:
+            todo = plan(channel, figure)
+            stubs = [todo.stub]
+            warmup = todo.units[: max(todo.warmup, 1)]
+            stop = time.perf_counter() + job["max_seconds"]
+            await closed_loop(stubs, warmup, todo.concurrency, todo.call, stop)
+            runs = []
+            for _ in range(job["repeats"]):
+                before = clock.read()
+                start = time.perf_counter()
+                outcome = await closed_loop(
+                    stubs, todo.units, todo.concurrency, todo.call, start + job["max_seconds"]
+                )
+                seconds = time.perf_counter() - start
+                run = Run(
+                    outcome.count,
+                    seconds,
+                    outcome.errors,
+                    clock.since(before),
+                    outcome.detail,
+                    outcome.first_error,
+                )
+                runs.append(dataclasses.asdict(run))
+            found[figure["name"]] = runs
+        return found
+    finally:
+        await channel.close()
+
+
+def run_job(drive: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]) -> None:
+    """A load generator's main: the job as JSON on stdin, `drive`'s answer as JSON on
+    stdout, on uvloop when it is installed."""
+    job = json.load(sys.stdin)
+    found: Any
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a server dependency
+        found = asyncio.run(drive(job))
+    else:
+        found = uvloop.run(drive(job))
+    json.dump(found, sys.stdout, default=float)
+
+
 # -- the process -------------------------------------------------------------------------
 
 
@@ -306,15 +391,12 @@ async def _main(job: dict[str, Any]) -> list[Run]:
             await channel.close()
 
 
+async def _main_json(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(run) for run in await _main(job)]
+
+
 def main() -> None:
-    job = json.load(sys.stdin)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a server dependency
-        runs = asyncio.run(_main(job))
-    else:
-        runs = uvloop.run(_main(job))
-    json.dump([dataclasses.asdict(run) for run in runs], sys.stdout, default=float)
+    run_job(_main_json)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,9 @@ the same closed loop as `bench._load`, so the client's CPU is not counted as the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import dataclasses
 import io
-import json
-import statistics
-import sys
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,16 +49,8 @@ import gemmi
 import grpc
 
 from bench._corpus import ROOT
-from bench._cpu import CpuClock
-from bench._load import (
-    CALL_TIMEOUT_S,
-    CHANNEL_OPTIONS,
-    batch_call,
-    closed_loop,
-    run_generator,
-    unary_call,
-)
-from bench._measure import Run
+from bench._load import Plan, batch_call, drive_figures, figure_runs, run_job, unary_call
+from bench._measure import PER_FILE, Timed, first_line, rate_ratios, time_readers
 from bench._report import Row
 from bench._server import running_server
 from qulab.server.domain import _cif
@@ -77,6 +63,7 @@ from qulab.v1 import structure_pb2, structure_pb2_grpc
 
 __all__ = [
     "LOAD_SETTINGS",
+    "PER_FILE",
     "SERVER_SETTINGS",
     "Config",
     "Corpus",
@@ -124,8 +111,6 @@ POSCAR_READ = "POSCAR read_poscar (QuLab reader)"
 POSCAR_PARSE = "POSCAR parse_structure, no symmetry"
 POSCAR_PYMATGEN = "POSCAR pymatgen Poscar"
 POSCAR_ASE = "POSCAR ASE read"
-PER_FILE = ": per file"
-"""Suffix of the per-file median row of each in-process reader."""
 QULAB_CIF = (CIF_READ, CIF_PARSE, CIF_FULL)
 _SHORT = {CIF_PYMATGEN: "pymatgen", CIF_GEMMI: "gemmi", POSCAR_PYMATGEN: "pymatgen"}
 """How the ratio column names the baselines."""
@@ -210,11 +195,6 @@ def _vasp4_counts(text: str) -> int:
     return len(tokens) if tokens and all(t.isdigit() for t in tokens) else 0
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().split("\n", 1)[0]
-    return f"{type(error).__name__}: {text}"[:300]
-
-
 def _admit(kind: str, path: Path, root: Path, limits: StructureLimits) -> StructureFile | str:
     """The file with what its readers need, or why QuLab refuses it."""
     content = path.read_bytes()
@@ -224,20 +204,20 @@ def _admit(kind: str, path: Path, root: Path, limits: StructureLimits) -> Struct
         try:
             answer = parse_structure(_request(content, _CIF, symmetry=True), limits)
         except QulabError as error:
-            return _first_line(error)
+            return first_line(error)
         return StructureFile(name, content, text, blocks=tuple(s.name for s in answer.structures))
     counts = _vasp4_counts(text)
     try:
         answer = parse_structure(_request(content, _POSCAR, symmetry=True), limits)
     except QulabError as error:
         if not counts:
-            return _first_line(error)
+            return first_line(error)
         # A VASP 4 file that does not name its elements: stand-in species, one per count.
         species = _STAND_IN_SPECIES[:counts]
         try:
             parse_structure(_request(content, _POSCAR, symmetry=True, species=species), limits)
         except QulabError as again:
-            return _first_line(again)
+            return first_line(again)
         return StructureFile(name, content, text, species=species)
     if not counts:
         return StructureFile(name, content, text)
@@ -356,123 +336,20 @@ def _poscar_readers(limits: StructureLimits) -> dict[str, Reader]:
 
 
 @dataclass
-class _Timed:
-    """One reader on one corpus: which files it reads, and each pass's time per file."""
-
-    name: str
-    reads: list[int] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    passes: list[list[float]] = field(default_factory=list)
-    """Seconds per file of `reads`, in that order, one list per timed pass."""
-
-    def per_file(self) -> dict[int, float]:
-        """Median seconds of each file it reads, over the passes."""
-        return {
-            index: statistics.median(p[k] for p in self.passes)
-            for k, index in enumerate(self.reads)
-        }
-
-    def rate_ratio(self, other: _Timed) -> float | None:
-        """Its rate over the rate of `other`, on the files both read."""
-        mine, theirs = self.per_file(), other.per_file()
-        common = mine.keys() & theirs.keys()
-        if not common:
-            return None
-        return sum(theirs[i] for i in common) / sum(mine[i] for i in common)
-
-    def rows(self) -> list[Row]:
-        first = next(iter(self.failed.items()), None)
-        why = f"{first[0]}: {first[1]}" if first else ""
-        rate = Row(
-            self.name,
-            "files/s",
-            # The files it fails on count once, as errors of the first pass.
-            [
-                Run(len(self.reads), sum(p), len(self.failed) if k == 0 else 0, first_error=why)
-                for k, p in enumerate(self.passes)
-            ],
-        )
-        per_file = Row(
-            self.name + PER_FILE,
-            "µs",
-            [
-                Run(len(self.passes), sum(p[k] for p in self.passes), detail={"us": median * 1e6})
-                for k, median in enumerate(self.per_file().values())
-            ],
-            figure="us",
-        )
-        return [rate, per_file]
-
-    def as_json(self, files: list[StructureFile]) -> dict[str, Any]:
-        return {
-            "reads": len(self.reads),
-            "failed": self.failed,
-            "passes": len(self.passes),
-            "median_us_per_file": {
-                files[i].name: seconds * 1e6 for i, seconds in self.per_file().items()
-            },
-        }
-
-
-def _time_readers(
-    readers: dict[str, Reader], files: list[StructureFile], config: Config
-) -> dict[str, _Timed]:
-    """A warm-up pass (which also finds the files each reader fails on), then timed passes,
-    the readers taking turns within each."""
-    timed = {name: _Timed(name) for name in readers}
-    for name, read in readers.items():
-        for index, item in enumerate(files):
-            try:
-                read(item)
-            except Exception as error:
-                timed[name].failed[item.name] = _first_line(error)
-            else:
-                timed[name].reads.append(index)
-        if isinstance(read, _ColdReader):
-            read.refill(files)
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(config.passes):
-        for name, read in readers.items():
-            seconds = []
-            for index in timed[name].reads:
-                item = files[index]
-                began = clock()
-                read(item)
-                seconds.append(clock() - began)
-            timed[name].passes.append(seconds)
-            if isinstance(read, _ColdReader):
-                read.refill(files)
-        if clock() - start > config.in_process_seconds:
-            break
-    return timed
-
-
-def _ratios(timed: dict[str, _Timed], name: str, baselines: Sequence[str]) -> dict[str, float]:
-    found = {}
-    for baseline in baselines:
-        if baseline != name and baseline in timed:
-            ratio = timed[name].rate_ratio(timed[baseline])
-            if ratio is not None:
-                found[_SHORT.get(baseline, baseline)] = ratio
-    return found
-
-
-@dataclass
 class _InProcess:
     rows: list[Row]
-    timed: dict[str, _Timed]
+    timed: dict[str, Timed]
     payload: dict[str, Any]
 
 
 def _in_process(
     corpus: Corpus, readers: dict[str, Reader], baselines: Sequence[str], config: Config
 ) -> _InProcess:
-    timed = _time_readers(readers, corpus.files, config)
+    timed = time_readers(readers, corpus.files, config.passes, config.in_process_seconds)
     rows: list[Row] = []
     for name, one in timed.items():
         rate, per_file = one.rows()
-        rate.ratios = _ratios(timed, name, baselines)
+        rate.ratios = rate_ratios(timed, name, baselines, _SHORT)
         rows += [rate, per_file]
     payload = {name: one.as_json(corpus.files) for name, one in timed.items()}
     return _InProcess(rows, timed, payload)
@@ -493,12 +370,6 @@ def _goal(cif: _InProcess) -> dict[str, dict[str, Any]]:
 
 
 # -- served ------------------------------------------------------------------------------
-
-
-def _generate(job: dict[str, Any], timeout_s: float) -> dict[str, list[Run]]:
-    """Run the served figures in a fresh load-generator process (killed after `timeout_s`)."""
-    answer = run_generator("bench.structures", job, timeout_s)
-    return {name: [Run(**run) for run in runs] for name, runs in answer.items()}
 
 
 def _served_rows(config: Config, cif: Corpus, in_process: _InProcess) -> list[Row]:
@@ -526,7 +397,7 @@ def _served_rows(config: Config, cif: Corpus, in_process: _InProcess) -> list[Ro
             "figures": figures,
         }
         bound = len(figures) * (config.repeats + 1) * config.max_seconds + _LOAD_TIMEOUT_PAD_S
-        runs = _generate(job, bound)
+        runs = figure_runs("bench.structures", job, bound)
     rows = []
     for figure in figures:
         unit = "files/s" if figure["kind"] == "parse" else "structures/s"
@@ -546,67 +417,29 @@ _parse_call = unary_call("ParseStructure")
 _encode_call = batch_call("EncodeStructure", "structures")
 
 
-def _units(job: dict[str, Any], figure: dict[str, Any]) -> tuple[list[Any], int, Any]:
-    """The calls of one run, how many go at once, and how each is made."""
+def _plan(job: dict[str, Any]) -> Callable[[grpc.aio.Channel, dict[str, Any]], Plan]:
+    """How each figure's calls are made."""
     contents = [base64.b64decode(text) for text in job["files"]]
-    if figure["kind"] == "parse":
-        requests = [_request(c, _CIF, symmetry=figure["symmetry"]) for c in contents]
-        calls = [requests[i % len(requests)] for i in range(job["calls"])]
-        return calls, UNARY_CALLERS, _parse_call
-    inputs = [
-        structure_pb2.StructureInput(content=content, format=_CIF, block=block)
-        for content, blocks in zip(contents, job["blocks"], strict=True)
-        for block in (blocks if len(blocks) > 1 else [""])
-    ]
-    request = structure_pb2.EncodeStructureRequest(structures=inputs)
-    return [request] * job["encode_calls"], figure["in_flight"], _encode_call
+
+    def plan(channel: grpc.aio.Channel, figure: dict[str, Any]) -> Plan:
+        stub = structure_pb2_grpc.StructureServiceStub(channel)
+        if figure["kind"] == "parse":
+            requests = [_request(c, _CIF, symmetry=figure["symmetry"]) for c in contents]
+            calls = [requests[i % len(requests)] for i in range(job["calls"])]
+            return Plan(calls, UNARY_CALLERS, _parse_call, stub, _SERVED_WARMUP_CALLS)
+        inputs = [
+            structure_pb2.StructureInput(content=content, format=_CIF, block=block)
+            for content, blocks in zip(contents, job["blocks"], strict=True)
+            for block in (blocks if len(blocks) > 1 else [""])
+        ]
+        request = structure_pb2.EncodeStructureRequest(structures=inputs)
+        return Plan([request] * job["encode_calls"], figure["in_flight"], _encode_call, stub, 2)
+
+    return plan
 
 
 async def _drive(job: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    channel = grpc.aio.insecure_channel(job["address"], options=CHANNEL_OPTIONS)
-    try:
-        await asyncio.wait_for(channel.channel_ready(), CALL_TIMEOUT_S)
-        # `closed_loop` is typed for the molecule stub; it only hands the stub to `call`.
-        stubs: list[Any] = [structure_pb2_grpc.StructureServiceStub(channel)]
-        clock = CpuClock(job["server_pid"])
-        found: dict[str, list[dict[str, Any]]] = {}
-        for figure in job["figures"]:
-            units, concurrency, call = _units(job, figure)
-            warmup = units[: max(_SERVED_WARMUP_CALLS if figure["kind"] == "parse" else 2, 1)]
-            stop = time.perf_counter() + job["max_seconds"]
-            await closed_loop(stubs, warmup, concurrency, call, stop)
-            runs = []
-            for _ in range(job["repeats"]):
-                before = clock.read()
-                start = time.perf_counter()
-                outcome = await closed_loop(
-                    stubs, units, concurrency, call, start + job["max_seconds"]
-                )
-                seconds = time.perf_counter() - start
-                run = Run(
-                    outcome.count,
-                    seconds,
-                    outcome.errors,
-                    clock.since(before),
-                    outcome.detail,
-                    outcome.first_error,
-                )
-                runs.append(dataclasses.asdict(run))
-            found[figure["name"]] = runs
-        return found
-    finally:
-        await channel.close()
-
-
-def _load_main() -> None:
-    job = json.load(sys.stdin)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a server dependency
-        found = asyncio.run(_drive(job))
-    else:
-        found = uvloop.run(_drive(job))
-    json.dump(found, sys.stdout, default=float)
+    return await drive_figures(job, _plan(job))
 
 
 # -- everything --------------------------------------------------------------------------
@@ -656,4 +489,4 @@ def run(config: Config, cif: Corpus, poscar: Corpus) -> Result:
 
 
 if __name__ == "__main__":
-    _load_main()
+    run_job(_drive)

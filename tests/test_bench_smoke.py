@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import structures
+from bench import spectra, structures
 from tests.conftest import ROOT
 
 
@@ -104,3 +104,52 @@ def test_quick_bench_reports_every_structure_row(quick_results: Path) -> None:
         assert goal["x_pymatgen"] > 0, name
         assert isinstance(goal["met"], bool), name
         assert "pymatgen" in rows[name]["ratios"], rows[name]["ratios"]
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_spectrum_row(quick_results: Path) -> None:
+    report = json.loads((quick_results / "spectra.json").read_text())
+    for key in (
+        "environment",
+        "config",
+        "server_settings",
+        "load",
+        "corpus",
+        "readers",
+        "units",
+        "goal",
+        "seconds",
+        "rows",
+    ):
+        assert key in report, sorted(report)
+    corpus = report["corpus"]
+    assert corpus["files"]
+    assert {"root", "points", "refused", "left_out", "one_d"} <= corpus.keys()
+    rows = {row["name"]: row for row in report["rows"]}
+    for name in (spectra.READ, spectra.PARSE, spectra.JCAMP):
+        for suffix in ("", spectra.POINTS, spectra.PER_FILE):
+            assert name + suffix in rows, sorted(rows)
+    units = [name for name in rows if name.startswith("units ")]
+    assert len(units) == 8, sorted(rows)
+    calls = ("ParseSpectrum", "EncodeSpectrum", "ConvertUnits")
+    served = [name for name in rows if name.startswith(calls)]
+    assert len(served) == 4, sorted(rows)
+    for row in report["rows"]:
+        assert row["value"] > 0, row["name"]
+    # QuLab reads every file it was given, converts every case and answers every served call;
+    # the jcamp package may fail on some files (counted, not timed).
+    qulab = [
+        *(name + suffix for name in spectra.QULAB for suffix in ("", spectra.POINTS)),
+        *(name for name in units if name.endswith(spectra.UNIT_QULAB)),
+        *served,
+    ]
+    for name in qulab:
+        assert _errors(rows[name]) == 0, rows[name]["runs"][0]["first_error"]
+    for name in units:
+        if name.endswith(spectra.UNIT_QULAB):
+            assert "pint" in rows[name]["ratios"], rows[name]["ratios"]
+    for name in spectra.QULAB:
+        goal = report["goal"][name]
+        assert goal["x_jcamp"] > 0, name
+        assert isinstance(goal["met"], bool), name
+        assert "jcamp" in rows[name]["ratios"], rows[name]["ratios"]

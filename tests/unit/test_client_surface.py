@@ -24,11 +24,14 @@ def test_public_names() -> None:
 def test_client_methods() -> None:
     expected = {
         "close",
+        "convert_units",
         "encode_molecule",
+        "encode_spectrum",
         "encode_structure",
         "health",
         "parse_molecule",
         "parse_molecules",
+        "parse_spectrum",
         "parse_structure",
         "write_structure",
     }

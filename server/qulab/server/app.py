@@ -25,6 +25,7 @@ from qulab.server.health import Health
 from qulab.server.services._rpc import Rpc
 from qulab.server.services.molecules import SERVICE as MOLECULE_SERVICE
 from qulab.server.services.molecules import MoleculeServicer
+from qulab.server.services.spectra import SPECTRUM_SERVICE, UNIT_SERVICE, SpectrumServicer
 from qulab.server.services.structures import SERVICE as STRUCTURE_SERVICE
 from qulab.server.services.structures import StructureServicer
 from qulab.server.workers.pool import WorkerPool
@@ -32,7 +33,7 @@ from qulab.server.workers.pool import WorkerPool
 __all__ = ["SERVICES", "Server", "serve"]
 
 _log = logging.getLogger("qulab.server")
-SERVICES = (MOLECULE_SERVICE, STRUCTURE_SERVICE)
+SERVICES = (MOLECULE_SERVICE, STRUCTURE_SERVICE, SPECTRUM_SERVICE, UNIT_SERVICE)
 _MIB = 1024 * 1024
 _HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -88,7 +89,11 @@ async def start(settings: Settings) -> Server:
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
     server.add_generic_rpc_handlers(
-        [MoleculeServicer(rpc).handler(), StructureServicer(rpc).handler()]
+        [
+            MoleculeServicer(rpc).handler(),
+            StructureServicer(rpc).handler(),
+            *SpectrumServicer(rpc).handlers(),
+        ]
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.reflection:

@@ -102,6 +102,19 @@ class Settings:
     max_structure_bytes: int = _setting(
         4 << 20, "Largest CIF or POSCAR file, in bytes.", low=1, high=1 << 30
     )
+    max_spectrum_bytes: int = _setting(
+        16 << 20, "Largest JCAMP-DX file, in bytes.", low=1, high=1 << 30
+    )
+    max_spectrum_points: int = _setting(
+        1_000_000,
+        "Most points in one JCAMP-DX data table (x and y travel as float64: 16 bytes a point, "
+        "so keep it under QULAB_MAX_MESSAGE_BYTES / 16).",
+        low=1,
+        high=100_000_000,
+    )
+    max_spectrum_blocks: int = _setting(
+        1000, "Most blocks in one JCAMP-DX file.", low=1, high=1_000_000
+    )
     max_structure_sites: int = _setting(
         20_000,
         "Most sites in one crystal structure after symmetry expansion.",

@@ -26,6 +26,7 @@ _LIBRARIES = (
     "selfies",
     "gemmi",
     "spglib",
+    "pint",
     "numpy",
     "protobuf",
     "grpcio",

@@ -9,7 +9,16 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options, health_check
-from qulab.v1 import molecule_pb2, molecule_pb2_grpc, structure_pb2, structure_pb2_grpc
+from qulab.v1 import (
+    molecule_pb2,
+    molecule_pb2_grpc,
+    spectrum_pb2,
+    spectrum_pb2_grpc,
+    structure_pb2,
+    structure_pb2_grpc,
+    units_pb2,
+    units_pb2_grpc,
+)
 
 __all__ = ["Client"]
 
@@ -39,6 +48,8 @@ class Client:
         )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
         self._structures = structure_pb2_grpc.StructureServiceStub(self._channel)
+        self._spectra = spectrum_pb2_grpc.SpectrumServiceStub(self._channel)
+        self._units = units_pb2_grpc.UnitServiceStub(self._channel)
         self._health_check = health_check(self._channel)
         self.timeout = timeout
 
@@ -118,6 +129,45 @@ class Client:
     ) -> structure_pb2.EncodeStructureResponse:
         """Encode structures as a feature matrix (StructureService.EncodeStructure)."""
         response: structure_pb2.EncodeStructureResponse = self._structures.EncodeStructure(
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
+        return response
+
+    def parse_spectrum(
+        self,
+        request: spectrum_pb2.ParseSpectrumRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> spectrum_pb2.ParseSpectrumResponse:
+        """Parse a JCAMP-DX file (SpectrumService.ParseSpectrum)."""
+        response: spectrum_pb2.ParseSpectrumResponse = self._spectra.ParseSpectrum(
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
+        return response
+
+    def encode_spectrum(
+        self,
+        request: spectrum_pb2.EncodeSpectrumRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> spectrum_pb2.EncodeSpectrumResponse:
+        """Encode spectra as a fixed-length matrix (SpectrumService.EncodeSpectrum)."""
+        response: spectrum_pb2.EncodeSpectrumResponse = self._spectra.EncodeSpectrum(
+            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+        )
+        return response
+
+    def convert_units(
+        self,
+        request: units_pb2.ConvertUnitsRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> units_pb2.ConvertUnitsResponse:
+        """Convert values between units (UnitService.ConvertUnits)."""
+        response: units_pb2.ConvertUnitsResponse = self._units.ConvertUnits(
             request, timeout=timeout or self.timeout, metadata=tuple(metadata)
         )
         return response

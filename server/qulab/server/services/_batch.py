@@ -38,9 +38,11 @@ async def encode_in_chunks(
     parameters: dict[str, str],
     *,
     chunk_size: int,
+    per_item: tuple[str, ...] = (),
 ) -> bytes:
     """Run an encode request through the pool in chunks of at most `chunk_size` items (fewer
-    when that spreads the call over more workers) and answer with the merged response."""
+    when that spreads the call over more workers) and answer with the merged response.
+    `per_item` names the response's other repeated fields with one entry per item."""
     items: Any = getattr(request, items_field)
     count = len(items)
     limit = rpc.settings.max_batch_items
@@ -66,7 +68,7 @@ async def encode_in_chunks(
         *(rpc.compute(call, op, p) for p in payloads), return_exceptions=True
     )
     sizes = [min(size, count - s) for s in range(0, count, size)]
-    body = _merge(results, sizes, response_type).SerializeToString()
+    body = _merge(results, sizes, response_type, per_item).SerializeToString()
     record = rpc.provenance(
         call,
         request.SerializeToString(deterministic=True),
@@ -78,7 +80,10 @@ async def encode_in_chunks(
 
 
 def _merge(
-    results: list[ItemResult | BaseException], sizes: list[int], response_type: type[ResponseT]
+    results: list[ItemResult | BaseException],
+    sizes: list[int],
+    response_type: type[ResponseT],
+    per_item: tuple[str, ...],
 ) -> ResponseT:
     """One response from the chunks' responses. A chunk that failed as a whole (its worker
     crashed) gives each of its items that error and a blank row; when every chunk failed,
@@ -105,8 +110,13 @@ def _merge(
             blank = np.nan if template.dtype.kind == "f" else 0
             rows.append(np.full((size, template.shape[1]), blank, dtype=template.dtype))
             merged.item_status.extend([part] * size)
+            for name in per_item:
+                for _ in range(size):
+                    getattr(merged, name).add()
         else:
             rows.append(from_tensor(part.features))
             merged.item_status.extend(part.item_status)
+            for name in per_item:
+                getattr(merged, name).extend(getattr(part, name))
     merged.features.CopyFrom(to_tensor(np.concatenate(rows)))
     return merged  # type: ignore[no-any-return]

@@ -36,6 +36,7 @@ from qulab.server.errors import (
     Internal,
     InvalidArgument,
     QulabError,
+    Reported,
     ResourceExhausted,
     Unavailable,
 )
@@ -43,7 +44,7 @@ from qulab.server.logs import rpc_log
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
 
-__all__ = ["ANONYMOUS", "Call", "Rpc", "validate"]
+__all__ = ["ANONYMOUS", "Call", "Rpc", "check_size", "validate"]
 
 _log = logging.getLogger("qulab.rpc")
 _REQUEST_ID_KEY = "x-request-id"
@@ -78,6 +79,18 @@ def _field_path(violation: protovalidate.Violation) -> str:
             part += f"[{key!r}]" if isinstance(key, str) else f"[{key}]"
         parts.append(part)
     return ".".join(parts)
+
+
+def check_size(content: bytes, field: str, limit: int) -> None:
+    """Refuse an oversized file in the server process, before it is copied to a worker."""
+    if len(content) > limit:
+        raise InvalidArgument(
+            FieldViolation(
+                field=field,
+                reason="LIMIT_EXCEEDED",
+                description=f"{len(content)} bytes; the limit is {limit}",
+            )
+        )
 
 
 def validate(request: Message) -> None:
@@ -214,6 +227,23 @@ class Rpc:
         if result.ok:
             self._cache.put(op, digest, result.body)
         return result
+
+    async def answer(
+        self,
+        call: Call,
+        op: str,
+        request: Message,
+        parameters: Mapping[str, str],
+        response_type: type[Message],
+    ) -> bytes:
+        """The whole of a unary call whose request is one pool item: compute it, fail with
+        the worker's status, or respond with provenance."""
+        payload = request.SerializeToString(deterministic=True)
+        result = await self.compute(call, op, payload)
+        if not result.ok:
+            raise Reported.from_bytes(result.body)
+        record = self.provenance(call, payload, [result], parameters, len(result.body))
+        return self.respond(result.body, record, response_type)
 
     @staticmethod
     def provenance(

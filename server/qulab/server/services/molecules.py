@@ -11,7 +11,7 @@ import grpc
 from google.rpc import status_pb2
 
 from qulab.server.domain.options import encode_parameters, parse_parameters
-from qulab.server.errors import QulabError, Reported
+from qulab.server.errors import QulabError
 from qulab.server.services._batch import encode_in_chunks
 from qulab.server.services._rpc import Call, Context, Rpc, validate
 from qulab.server.workers.jobs import MOLECULE_ENCODE, MOLECULE_PARSE
@@ -56,14 +56,13 @@ class MoleculeServicer:
         self, request: molecule_pb2.ParseMoleculeRequest, context: Context, call: Call
     ) -> bytes:
         validate(request)
-        payload = request.SerializeToString(deterministic=True)
-        result = await self._rpc.compute(call, MOLECULE_PARSE, payload)
-        if not result.ok:
-            raise Reported.from_bytes(result.body)
-        record = self._rpc.provenance(
-            call, payload, [result], parse_parameters(request.options), len(result.body)
+        return await self._rpc.answer(
+            call,
+            MOLECULE_PARSE,
+            request,
+            parse_parameters(request.options),
+            molecule_pb2.ParseMoleculeResponse,
         )
-        return self._rpc.respond(result.body, record, molecule_pb2.ParseMoleculeResponse)
 
     async def parse_molecules(
         self,

@@ -9,9 +9,8 @@ import grpc
 from google.protobuf.message import Message
 
 from qulab.server.domain.structure_options import structure_parameters
-from qulab.server.errors import FieldViolation, InvalidArgument, Reported
 from qulab.server.services._batch import encode_in_chunks
-from qulab.server.services._rpc import Call, Context, Rpc, validate
+from qulab.server.services._rpc import Call, Context, Rpc, check_size, validate
 from qulab.server.workers.jobs import STRUCTURE_ENCODE, STRUCTURE_PARSE, STRUCTURE_WRITE
 from qulab.v1 import structure_pb2
 
@@ -43,42 +42,15 @@ class StructureServicer:
             },
         )
 
-    def _check_size(self, content: bytes, field: str) -> None:
-        """Refuse an oversized file here, before it is copied to a worker."""
-        limit = self._rpc.settings.max_structure_bytes
-        if len(content) > limit:
-            raise InvalidArgument(
-                FieldViolation(
-                    field=field,
-                    reason="LIMIT_EXCEEDED",
-                    description=f"{len(content)} bytes; the limit is {limit}",
-                )
-            )
-
-    async def _unary(
-        self,
-        call: Call,
-        op: str,
-        request: structure_pb2.ParseStructureRequest | structure_pb2.WriteStructureRequest,
-        parameters: dict[str, str],
-        response_type: type,
-    ) -> bytes:
-        payload = request.SerializeToString(deterministic=True)
-        result = await self._rpc.compute(call, op, payload)
-        if not result.ok:
-            raise Reported.from_bytes(result.body)
-        record = self._rpc.provenance(call, payload, [result], parameters, len(result.body))
-        return self._rpc.respond(result.body, record, response_type)
-
     async def parse_structure(
         self, request: structure_pb2.ParseStructureRequest, context: Context, call: Call
     ) -> bytes:
         validate(request)
-        self._check_size(request.content, "content")
+        check_size(request.content, "content", self._rpc.settings.max_structure_bytes)
         parameters = structure_parameters(
             request.options, format=_FORMAT.Name(request.format), block=request.block
         )
-        return await self._unary(
+        return await self._rpc.answer(
             call, STRUCTURE_PARSE, request, parameters, structure_pb2.ParseStructureResponse
         )
 
@@ -86,14 +58,14 @@ class StructureServicer:
         self, request: structure_pb2.WriteStructureRequest, context: Context, call: Call
     ) -> bytes:
         validate(request)
-        self._check_size(request.input.content, "input.content")
+        check_size(request.input.content, "input.content", self._rpc.settings.max_structure_bytes)
         parameters = structure_parameters(
             request.options,
             format=_FORMAT.Name(request.input.format),
             block=request.input.block,
             output_format=_FORMAT.Name(request.output_format),
         )
-        return await self._unary(
+        return await self._rpc.answer(
             call, STRUCTURE_WRITE, request, parameters, structure_pb2.WriteStructureResponse
         )
 
@@ -102,7 +74,9 @@ class StructureServicer:
     ) -> bytes:
         validate(request)
         for k, item in enumerate(request.structures):
-            self._check_size(item.content, f"structures[{k}].content")
+            check_size(
+                item.content, f"structures[{k}].content", self._rpc.settings.max_structure_bytes
+            )
         return await encode_in_chunks(
             self._rpc,
             call,

@@ -17,9 +17,12 @@ from google.protobuf.message import Message
 __all__ = [
     "MOLECULE_ENCODE",
     "MOLECULE_PARSE",
+    "SPECTRUM_ENCODE",
+    "SPECTRUM_PARSE",
     "STRUCTURE_ENCODE",
     "STRUCTURE_PARSE",
     "STRUCTURE_WRITE",
+    "UNITS_CONVERT",
     "encode_chunk",
     "read_encode_chunk",
 ]
@@ -29,6 +32,9 @@ MOLECULE_ENCODE = "molecule.encode"
 STRUCTURE_PARSE = "structure.parse"
 STRUCTURE_WRITE = "structure.write"
 STRUCTURE_ENCODE = "structure.encode"
+SPECTRUM_PARSE = "spectrum.parse"
+SPECTRUM_ENCODE = "spectrum.encode"
+UNITS_CONVERT = "units.convert"
 
 ChunkT = TypeVar("ChunkT", bound=Message)
 
