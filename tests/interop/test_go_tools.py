@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import descriptor, json_format
 from rdkit import Chem
 
-from qulab.v1 import molecule_pb2, structure_pb2
+from qulab.v1 import molecule_pb2, spectrum_pb2, structure_pb2, units_pb2
 from tests.conftest import RunningServer
 from tests.interop.conftest import INSTALL_TIMEOUT_S, GoTools
 
@@ -23,6 +23,9 @@ MOLECULE_SERVICE = molecule_pb2.DESCRIPTOR.services_by_name["MoleculeService"]
 PARSE_MOLECULE = f"{MOLECULE_SERVICE.full_name}/ParseMolecule"
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 STRUCTURE_SERVICE = structure_pb2.DESCRIPTOR.services_by_name["StructureService"]
+SPECTRUM_SERVICE = spectrum_pb2.DESCRIPTOR.services_by_name["SpectrumService"]
+UNIT_SERVICE = units_pb2.DESCRIPTOR.services_by_name["UnitService"]
+SERVICES = [MOLECULE_SERVICE, STRUCTURE_SERVICE, SPECTRUM_SERVICE, UNIT_SERVICE]
 PBTE = Path(__file__).parent.parent / "data" / "cif" / "diffpy" / "PbTe.cif"
 
 
@@ -49,12 +52,11 @@ def test_reflection_lists_the_services(go_tools: GoTools, server: RunningServer)
     code, output = _grpcurl(go_tools, server, "list")
     assert code == 0, output
     services = set(output.split())
-    expected = {MOLECULE_SERVICE.full_name, STRUCTURE_SERVICE.full_name, "grpc.health.v1.Health"}
-    assert expected <= services
+    assert {s.full_name for s in SERVICES} | {"grpc.health.v1.Health"} <= services
     assert any(s.startswith("grpc.reflection.") for s in services), services
 
 
-@pytest.mark.parametrize("service", [MOLECULE_SERVICE, STRUCTURE_SERVICE], ids=lambda s: s.name)
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
 def test_reflection_describes_each_service(
     go_tools: GoTools, server: RunningServer, service: descriptor.ServiceDescriptor
 ) -> None:
@@ -90,6 +92,17 @@ def test_parse_molecule_over_json(go_tools: GoTools, server: RunningServer) -> N
     assert answer.molecule.canonical_smiles == Chem.MolToSmiles(reference)
     assert answer.molecule.inchikey == Chem.MolToInchiKey(reference)  # type: ignore[no-untyped-call]
     assert answer.provenance.request_id
+
+
+def test_convert_units_over_json(go_tools: GoTools, server: RunningServer) -> None:
+    request = json.dumps(
+        {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
+    )
+    method = f"{UNIT_SERVICE.full_name}/ConvertUnits"
+    code, output = _grpcurl(go_tools, server, method, flags=("-d", request))
+    assert code == 0, output
+    answer = json_format.Parse(output, units_pb2.ConvertUnitsResponse())
+    assert list(answer.values) == pytest.approx([1e7 / 500])
 
 
 def test_request_id_header_reaches_the_provenance(go_tools: GoTools, server: RunningServer) -> None:
