@@ -12,11 +12,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
 
 from qulab.server.domain._asdf import invalid
 from qulab.server.domain._jcamp_tables import (
@@ -96,10 +94,6 @@ def normalise_label(raw: bytes) -> str:
     return _LABEL_JUNK.sub("", decode_text(raw)).upper()
 
 
-def _ascii(raw: bytes) -> str:
-    return raw.decode("ascii")
-
-
 def _value(first: bytes, body: bytes, decode: Callable[[bytes], str]) -> str:
     """A record's value: comments and blank lines removed, lines joined by newlines."""
     if not body or body.isspace():
@@ -113,8 +107,9 @@ class _Reader:
         self.content = content
         self.strict = strict
         self.limits = limits
-        # An ASCII file (most are) skips the UTF-8 attempt per record.
-        self.decode = _ascii if content.isascii() else decode_text
+        # An ASCII file (most are) is valid UTF-8 throughout, so it skips decode_text's
+        # fallback, and the C method saves a Python call per record.
+        self.decode: Callable[[bytes], str] = bytes.decode if content.isascii() else decode_text
         self.blocks: list[_Block] = []
         self.stack: list[_Block] = []
 
@@ -124,40 +119,48 @@ class _Reader:
         if self.blocks:
             self.blocks[-1].warn(f"line {line}: {message}")
 
-    def records(self) -> list[tuple[int, int, re.Match[bytes]]]:
+    def records(self) -> Iterator[tuple[int, int, re.Match[bytes]]]:
         """(line start offset, 1-based line, match) of every labelled data record."""
+        # Yielded one at a time and lines counted as we go: holding every match of a
+        # file with thousands of records makes them survive into the cyclic GC's oldest
+        # generation, whose collections then cost more than the reading.
         content = self.content
-        found: list[tuple[int, re.Match[bytes]]] = []
+        line, counted = 1, 0
         for match in _LDR.finditer(content):
             at = match.start()
             start = content.rfind(b"\n", 0, at) + 1
             if start == at or not content[start:at].strip(b" \t"):
-                found.append((start, match))
-        if not found:
-            return []
-        newlines = np.flatnonzero(np.frombuffer(content, np.uint8) == ord("\n"))
-        lines = np.searchsorted(newlines, [start for start, _ in found]) + 1
-        return [(s, int(n), m) for (s, m), n in zip(found, lines.tolist(), strict=True)]
+                line += content.count(b"\n", counted, start)
+                counted = start
+                yield start, line, match
 
     def read(self) -> list[JcampBlock]:
         content = self.content
-        records = self.records()
-        if not records:
+        # A record's body runs to the start of the next one, so each is taken one behind.
+        pending: tuple[int, re.Match[bytes]] | None = None
+        for start, line, match in self.records():
+            if pending is None:
+                if content[:start].strip():
+                    self.problem("text before the first ##TITLE= is ignored", 1)
+            else:
+                self.take(*pending, start)
+            pending = line, match
+        if pending is None:
             raise invalid("not JCAMP-DX: no labelled data record (##LABEL=)", 1)
-        if content[: records[0][0]].strip():
-            self.problem("text before the first ##TITLE= is ignored", 1)
-        ends = [start for start, _, _ in records[1:]] + [len(content)]
-        for (_, line, match), end in zip(records, ends, strict=True):
-            label, first = match.group(1, 2)
-            body_start = match.end() + 1
-            body = content[body_start:end] if body_start < end else b""
-            self.record(normalise_label(label), first, body, line)
+        self.take(*pending, len(content))
         if self.stack:
             for block in reversed(self.stack):
                 block.problem(f"block {block.title!r} has no ##END=", block.line)
                 block.finish()
             self.stack.clear()
         return [b.result() for b in self.blocks]
+
+    def take(self, line: int, match: re.Match[bytes], end: int) -> None:
+        """The record of `match`, its body running to offset `end`."""
+        label, first = match.group(1, 2)
+        body_start = match.end() + 1
+        body = self.content[body_start:end] if body_start < end else b""
+        self.record(normalise_label(label), first, body, line)
 
     def record(self, label: str, first: bytes, body: bytes, line: int) -> None:
         current = self.stack[-1] if self.stack else None

@@ -37,7 +37,9 @@ _COMMENT = re.compile(rb"\$\$[^\n]*")
 _FORM = re.compile(r"\(\s*([A-Z0-9]+)\s*\+\+\s*\(\s*([A-Z0-9]+)\s*\.\.\s*[A-Z0-9]+\s*\)\s*\)?")
 _GROUPS = re.compile(r"\(\s*([A-Z0-9]+)\s*\.\.\s*[A-Z0-9]+\s*\)")
 _ASSIGNMENT = re.compile(rb"\(([^()<>]*)<([^>]*)>\s*\)")
-_WORD = re.compile(rb"[^\s,;]+")
+# Commas and semicolons separate values like blanks do; made blanks, `bytes.split()` finds
+# the words several times faster than a regex.
+_SEPARATORS_TO_BLANK = bytes.maketrans(b",;", b"  ")
 _NOT_LETTER = re.compile(r"[^A-Z]")
 
 
@@ -327,17 +329,23 @@ class TableReader(ABC):
             message = f"{n} points decoded, {label} declares {declared}"
             self.check("NPOINTS", n == declared, message, line)
 
-    def numbers(self, body: bytes, width: int, line: int) -> FloatArray:
+    def numbers(self, body: bytes, width: int, line: int) -> tuple[FloatArray, bool]:
+        """The values of a table of `width` columns, and whether any is NaN ('?')."""
         body = strip_comments(body)
-        words = _WORD.findall(body)
+        words = body.translate(_SEPARATORS_TO_BLANK).split()
         if len(words) % width:
             raise invalid(f"{len(words)} values do not make groups of {width}", line)
         if len(words) > self.budget(line) * width:
             raise too_many_points(len(words) // width, self.max_points, line)
         try:
-            return np.array(list(map(float, words)), np.float64).reshape(-1, width)
+            values = np.fromiter(map(float, words), np.float64, len(words))
         except ValueError:
             pass
+        else:
+            # float() reads NaN only from a word spelling it, so a table without an "n"
+            # skips the scan.
+            nan = (b"n" in body or b"N" in body) and bool(np.isnan(values).any())
+            return values.reshape(-1, width), nan
         values = np.empty(len(words))
         for i, word in enumerate(words):
             try:
@@ -347,21 +355,22 @@ class TableReader(ABC):
                     offset = body[: body.find(word)].count(b"\n")
                     raise invalid(f"not a number: {word[:40]!r}", line + 1 + offset) from None
                 values[i] = math.nan
-        return values.reshape(-1, width)
+        return values.reshape(-1, width), True
 
     def read_groups(
         self, form: str, names: list[str], index: list[int | None], body: bytes, line: int
     ) -> None:
-        table = self.numbers(body, len(names), line)
+        table, nan = self.numbers(body, len(names), line)
         self.points += table.shape[0]
         labels = ["XFACTOR", "YFACTOR"] + [f"{n}FACTOR" for n in names[2:]]
         factors = [self.factor(index[i], labels[i], line) for i in range(len(names))]
         xi = index[0]
-        declared = self.declared_points("VAR_DIM" if xi is not None else "NPOINTS", xi, line)
         if xi is None or "NPOINTS" in self.page_header:
             declared = self.declared_points("NPOINTS", None, line)
+        else:
+            declared = self.declared_points("VAR_DIM", xi, line)
         self.point_checks(table.shape[0], declared, line, "NPOINTS")
-        if np.isnan(table).any():
+        if nan:
             self.warn(f"line {line}: '?' values read as NaN")
         for j in range(1, len(names)):
             self.pages.append(
@@ -382,7 +391,7 @@ class TableReader(ABC):
         match = _GROUPS.match(form.upper().replace(" ", ""))
         if not match or match.group(1) not in ("XY", "XYW", "XYM"):
             raise invalid(f"unsupported peak table form {form!r}", line)
-        table = self.numbers(body, len(match.group(1)), line)
+        table, _ = self.numbers(body, len(match.group(1)), line)
         self.points += table.shape[0]
         table[:, 0] *= self.factor(None, "XFACTOR", line)
         table[:, 1] *= self.factor(None, "YFACTOR", line)

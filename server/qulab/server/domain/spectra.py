@@ -56,11 +56,13 @@ def _converted_x(page: Page, x_unit: str, field: str) -> tuple[Floats, str]:
     return _convert(page.x, source, x_unit, "content", field), x_unit
 
 
-def _page_message(page: Page, x_unit: str, out: spectrum_pb2.SpectrumPage) -> None:
+def _page_message(page: Page, x_unit: str, out: spectrum_pb2.SpectrumPage) -> Floats:
+    """Fill `out` with `page`; its x as sent (in `x_unit` when given)."""
     x, unit = _converted_x(page, x_unit, "options.x_unit")
     out.name = page.name
-    out.x.CopyFrom(to_tensor(np.ascontiguousarray(x, np.float64)))
-    out.y.CopyFrom(to_tensor(np.ascontiguousarray(page.y, np.float64)))
+    # to_tensor makes the one copy needed; the arrays are float64 already.
+    out.x.CopyFrom(to_tensor(x))
+    out.y.CopyFrom(to_tensor(page.y))
     out.x_unit = unit
     out.y_unit = page.y_unit
     out.x_symbol = page.x_symbol
@@ -68,6 +70,7 @@ def _page_message(page: Page, x_unit: str, out: spectrum_pb2.SpectrumPage) -> No
     out.form = page.form
     out.encoding = page.encoding
     out.points = len(page.y)
+    return x
 
 
 def _block_message(block: JcampBlock, x_unit: str, out: spectrum_pb2.SpectrumBlock) -> None:
@@ -86,20 +89,20 @@ def _block_message(block: JcampBlock, x_unit: str, out: spectrum_pb2.SpectrumBlo
         add(label=label, value=value, line=line)
     out.declared_points = block.npoints
     if block.pages:
-        first = spectrum_pb2.SpectrumPage()
-        _page_message(block.pages[0], x_unit, first)
+        # The first page is also the block's own spectrum; listed among the pages only
+        # when there are several or it has a name. Written in place, not copied in.
+        paged = len(block.pages) > 1 or bool(block.pages[0].name)
+        first = out.pages.add() if paged else spectrum_pb2.SpectrumPage()
+        x = _page_message(block.pages[0], x_unit, first)
         out.x.CopyFrom(first.x)
         out.y.CopyFrom(first.y)
         out.x_unit = first.x_unit
         out.y_unit = first.y_unit
         out.points = first.points
-        x = from_tensor(first.x)
-        out.first_x = float(x[0]) if len(x) else math.nan
-        out.last_x = float(x[-1]) if len(x) else math.nan
-        if len(block.pages) > 1 or block.pages[0].name:
-            out.pages.append(first)
-            for page in block.pages[1:]:
-                _page_message(page, x_unit, out.pages.add())
+        out.first_x = float(x[0]) if x.size else math.nan
+        out.last_x = float(x[-1]) if x.size else math.nan
+        for page in block.pages[1:]:
+            _page_message(page, x_unit, out.pages.add())
     else:
         out.first_x = out.last_x = math.nan
     if block.peaks is not None:
