@@ -23,24 +23,16 @@ from dataclasses import dataclass
 import gemmi
 import numpy as np
 
-from qulab.server.domain._crystal import CellContents, StructureLimits, refuse
+from qulab.server.domain._crystal import CIF_CELL_TAGS, CellContents, StructureLimits, refuse
 from qulab.server.domain._symmetry import expand
 from qulab.v1 import structure_pb2
 
 __all__ = ["read_cif"]
 
 _W = structure_pb2.StructureWarningKind
-_CELL_TAGS = (
-    "_cell_length_a",
-    "_cell_length_b",
-    "_cell_length_c",
-    "_cell_angle_alpha",
-    "_cell_angle_beta",
-    "_cell_angle_gamma",
-)
 # Tags that make a data block a structure rather than metadata (a global block, a
 # publication block): a cell or atom sites.
-_STRUCTURE_TAGS = (*_CELL_TAGS, "_atom_site_fract_x", "_atom_site_label", "_atom_site_cartn_x")
+_STRUCTURE_TAGS = (*CIF_CELL_TAGS, "_atom_site_fract_x", "_atom_site_label", "_atom_site_cartn_x")
 _MAGNETIC_TAGS = (
     "_space_group_symop_magn_operation.xyz",
     "_space_group_symop_magn_operation_xyz",
@@ -103,7 +95,7 @@ def _fail(block: gemmi.cif.Block, tag: str, problem: str) -> Exception:
 def _cell(block: gemmi.cif.Block) -> None:
     """Refuse a missing, unreadable or degenerate cell (before gemmi, which raises on some)."""
     values = []
-    for tag in _CELL_TAGS:
+    for tag in CIF_CELL_TAGS:
         value = block.find_value(tag)
         if value is None or gemmi.cif.is_null(value):
             raise _fail(block, tag, "missing: a structure needs a complete unit cell")

@@ -20,6 +20,7 @@ from qulab.server.errors import FieldViolation, InvalidArgument
 from qulab.v1 import structure_pb2
 
 __all__ = [
+    "CIF_CELL_TAGS",
     "CellContents",
     "StructureLimits",
     "cell_parameters",
@@ -28,6 +29,16 @@ __all__ = [
 ]
 
 Floats = npt.NDArray[np.float64]
+
+# The CIF tags of the unit cell, in the order of `cell_parameters`.
+CIF_CELL_TAGS = (
+    "_cell_length_a",
+    "_cell_length_b",
+    "_cell_length_c",
+    "_cell_angle_alpha",
+    "_cell_angle_beta",
+    "_cell_angle_gamma",
+)
 
 
 @dataclass(slots=True)

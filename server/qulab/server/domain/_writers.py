@@ -13,20 +13,18 @@ from typing import Final
 import gemmi
 import numpy as np
 
-from qulab.server.domain._crystal import CellContents, cell_parameters, element_number, refuse
+from qulab.server.domain._crystal import (
+    CIF_CELL_TAGS,
+    CellContents,
+    cell_parameters,
+    element_number,
+    refuse,
+)
 
 __all__ = ["write_cif", "write_poscar"]
 
 _NOT_REPRESENTABLE: Final = "NOT_REPRESENTABLE"
 _OCCUPANCY_TOLERANCE: Final = 1e-9
-_CELL_TAGS: Final = (
-    "_cell_length_a",
-    "_cell_length_b",
-    "_cell_length_c",
-    "_cell_angle_alpha",
-    "_cell_angle_beta",
-    "_cell_angle_gamma",
-)
 
 
 def write_cif(cells: list[CellContents]) -> str:
@@ -36,7 +34,7 @@ def write_cif(cells: list[CellContents]) -> str:
         parameters = cell_parameters(cell.lattice)
         name = re.sub(r"\s+", "_", cell.name.strip()) or "structure"
         out.append(f"data_{name}\n")
-        for tag, value in zip(_CELL_TAGS, parameters, strict=True):
+        for tag, value in zip(CIF_CELL_TAGS, parameters, strict=True):
             out.append(f"{tag} {value!r}\n")
         out.append("_symmetry_space_group_name_H-M 'P 1'\n_symmetry_Int_Tables_number 1\n")
         out.append("loop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n")
