@@ -166,3 +166,40 @@ def test_convert_units_errors_name_the_field(
     failure = failure_of(caught.value)
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in failure.violations] == [field]
+
+
+def test_unknown_x_unit_names_the_option(client: Client) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        _parse(client, ISAS / "LABCALC.DX", x_unit="furlongs_per_fortnight")
+    failure = failure_of(caught.value)
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in failure.violations] == ["options.x_unit"]
+    with pytest.raises(grpc.RpcError) as caught:
+        _parse(client, ISAS / "LABCALC.DX", x_unit="s")  # 1/cm is not a time
+    assert [v.field for v in failure_of(caught.value).violations] == ["options.x_unit"]
+
+
+def test_a_parsed_block_encodes_like_its_file(client: Client) -> None:
+    content = (ISAS / "LABCALC.DX").read_bytes()
+    (block,) = client.parse_spectrum(spectrum_pb2.ParseSpectrumRequest(content=content)).blocks
+    options = spectrum_pb2.EncodeSpectrumOptions(
+        grid=spectrum_pb2.SpectrumGrid(start=3500, stop=500, points=300, unit="1/cm"),
+        smoothing=spectrum_pb2.SMOOTHING_SAVITZKY_GOLAY,
+        normalization=spectrum_pb2.NORMALIZATION_SNV,
+    )
+    answer = client.encode_spectrum(
+        spectrum_pb2.EncodeSpectrumRequest(
+            spectra=[
+                spectrum_pb2.SpectrumInput(content=content, block=0),
+                spectrum_pb2.SpectrumInput(spectrum=block),
+                spectrum_pb2.SpectrumInput(content=content, block=7),
+            ],
+            options=options,
+        )
+    )
+    features = from_tensor(answer.features)
+    np.testing.assert_array_equal(features[0], features[1])
+    assert abs(float(features[0].mean())) < 1e-5  # SNV: mean 0
+    assert [s.code for s in answer.item_status][2] == code_pb2.INVALID_ARGUMENT
+    assert unpack_status(answer.item_status[2]).violations[0].field == "spectra[2].block"
+    assert answer.provenance.parameters["normalization"] == "snv"
