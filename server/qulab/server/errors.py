@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -115,15 +115,11 @@ class InvalidArgument(QulabError):
         )
         self.violations: Sequence[FieldViolation] = violations
 
-    def under(self, prefix: str, *, unless: str = "\0") -> InvalidArgument:
-        """The same error for a field nested in another message: every field path gets
-        `prefix` (e.g. "structures[3].") in front, but those starting with `unless` (fields
-        of the enclosing request, such as its options)."""
+    def renamed(self, rename: Callable[[str], str]) -> InvalidArgument:
+        """The same error with each field path passed through `rename`: for a field nested
+        in the caller's message ("structures[3]." in front), or named differently there."""
         return InvalidArgument(
-            *(
-                v if v.field.startswith(unless) else dataclasses.replace(v, field=prefix + v.field)
-                for v in self.violations
-            )
+            *(dataclasses.replace(v, field=rename(v.field)) for v in self.violations)
         )
 
     def _details(

@@ -8,7 +8,6 @@ the contract once, converting x axes on request (`units`, spectroscopy context).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -34,9 +33,7 @@ def _convert(x: Floats, source: str, target: str, source_field: str, target_fiel
         return convert(x, source, target, _SPECTROSCOPY)
     except InvalidArgument as exc:
         fields = {"from_unit": source_field, "to_unit": target_field}
-        raise InvalidArgument(
-            *(replace(v, field=fields.get(v.field, target_field)) for v in exc.violations)
-        ) from None
+        raise exc.renamed(lambda f: fields.get(f, target_field)) from None
 
 
 def _converted_x(page: Page, x_unit: str, field: str) -> tuple[Floats, str]:
@@ -136,7 +133,7 @@ def _input_arrays(
         try:
             blocks = read_jcamp(item.content, limits=limits)
         except InvalidArgument as exc:
-            raise exc.under(f"{field}.") from None
+            raise exc.renamed(lambda f: f"{field}.{f}") from None
         with_data = [b for b in blocks if b.pages]
         if item.HasField("block"):
             chosen = [b for b in blocks if b.index == item.block]
@@ -201,17 +198,7 @@ _ITEM_FIELDS = ("x", "y")
 
 def _relocated(exc: InvalidArgument, item_field: str) -> InvalidArgument:
     """encode_spectrum's field names as the caller's request paths."""
-    return InvalidArgument(
-        *(
-            replace(
-                v,
-                field=f"{item_field}.{v.field}"
-                if v.field in _ITEM_FIELDS
-                else f"options.{v.field}",
-            )
-            for v in exc.violations
-        )
-    )
+    return exc.renamed(lambda f: f"{item_field}.{f}" if f in _ITEM_FIELDS else f"options.{f}")
 
 
 def encode_spectra(

@@ -423,7 +423,7 @@ def _input_cells(
         return read_structures(item.content, item.format, settings, limits, item.block)
     except InvalidArgument as exc:
         # A file's own fields nest under the item; `options` is the request's.
-        raise exc.under(f"{field}.", unless="options.") from None
+        raise exc.renamed(lambda f: f if f.startswith("options.") else f"{field}.{f}") from None
 
 
 def write_structure(
