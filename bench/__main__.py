@@ -118,6 +118,40 @@ def _molecules(args: argparse.Namespace, environment: dict[str, Any], started: f
     print(f"{time.perf_counter() - started:.0f} s; results in {path}")
 
 
+def _print_goals(goals: dict[str, Any], key: str, target: float, baseline: str) -> None:
+    for name, goal in goals.items():
+        ratio = goal[key]
+        verdict = "met ✓" if goal["met"] else "missed ✗"
+        shown = "n/a" if ratio is None else f"{ratio:.1f}x"
+        print(f"goal >= {target:g}x {baseline}, {name}: {shown}, {verdict}")
+
+
+def _report(
+    name: str,
+    module: Any,
+    config: Any,
+    result: Any,
+    environment: dict[str, Any],
+    started: float,
+    results: Path,
+) -> None:
+    """The JSON (`name`.json) of one file benchmark."""
+    path = write_json(
+        name,
+        {
+            "environment": environment,
+            "config": dataclasses.asdict(config),
+            "server_settings": module.SERVER_SETTINGS,
+            "load": module.LOAD_SETTINGS,
+            **result.payload,
+            "seconds": time.perf_counter() - started,
+            "rows": [row.as_json() for row in result.rows],
+        },
+        results,
+    )
+    print(f"{time.perf_counter() - started:.0f} s; results in {path}")
+
+
 def _structures(args: argparse.Namespace, environment: dict[str, Any]) -> None:
     started = time.perf_counter()
     config = structures.Config(
@@ -151,25 +185,8 @@ def _structures(args: argparse.Namespace, environment: dict[str, Any]) -> None:
     )
     result = structures.run(config, cif, poscar)
     print(format_table(result.rows))
-    for name, goal in result.goal.items():
-        ratio = goal["x_pymatgen"]
-        verdict = "met ✓" if goal["met"] else "missed ✗"
-        shown = "n/a" if ratio is None else f"{ratio:.1f}x"
-        print(f"goal >= {structures.PYMATGEN_TARGET:g}x pymatgen, {name}: {shown}, {verdict}")
-    path = write_json(
-        "structures",
-        {
-            "environment": environment,
-            "config": dataclasses.asdict(config),
-            "server_settings": structures.SERVER_SETTINGS,
-            "load": structures.LOAD_SETTINGS,
-            **result.payload,
-            "seconds": time.perf_counter() - started,
-            "rows": [row.as_json() for row in result.rows],
-        },
-        args.results,
-    )
-    print(f"{time.perf_counter() - started:.0f} s; results in {path}")
+    _print_goals(result.goal, "x_pymatgen", structures.PYMATGEN_TARGET, "pymatgen")
+    _report("structures", structures, config, result, environment, started, args.results)
 
 
 def _spectra(args: argparse.Namespace, environment: dict[str, Any]) -> None:
@@ -203,25 +220,8 @@ def _spectra(args: argparse.Namespace, environment: dict[str, Any]) -> None:
     )
     result = spectra.run(config, corpus)
     print(format_table(result.rows))
-    for name, goal in result.goal.items():
-        ratio = goal["x_jcamp"]
-        verdict = "met ✓" if goal["met"] else "missed ✗"
-        shown = "n/a" if ratio is None else f"{ratio:.1f}x"
-        print(f"goal >= {spectra.JCAMP_TARGET:g}x jcamp, {name}: {shown}, {verdict}")
-    path = write_json(
-        "spectra",
-        {
-            "environment": environment,
-            "config": dataclasses.asdict(config),
-            "server_settings": spectra.SERVER_SETTINGS,
-            "load": spectra.LOAD_SETTINGS,
-            **result.payload,
-            "seconds": time.perf_counter() - started,
-            "rows": [row.as_json() for row in result.rows],
-        },
-        args.results,
-    )
-    print(f"{time.perf_counter() - started:.0f} s; results in {path}")
+    _print_goals(result.goal, "x_jcamp", spectra.JCAMP_TARGET, "jcamp")
+    _report("spectra", spectra, config, result, environment, started, args.results)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import subprocess
 import sys
@@ -299,6 +300,29 @@ class Plan:
     warmup: int
 
 
+async def timed_runs(
+    job: dict[str, Any], clock: CpuClock, one_run: Callable[[float], Awaitable[Outcome]]
+) -> list[Run]:
+    """`job["repeats"]` timed runs of `one_run(stop_at)`, each bounded by
+    `job["max_seconds"]`, with the server's CPU over each."""
+    runs = []
+    for _ in range(job["repeats"]):
+        before = clock.read()
+        start = time.perf_counter()
+        outcome = await one_run(start + job["max_seconds"])
+        runs.append(
+            Run(
+                outcome.count,
+                time.perf_counter() - start,
+                outcome.errors,
+                clock.since(before),
+                outcome.detail,
+                outcome.first_error,
+            )
+        )
+    return runs
+
+
 async def drive_figures(
     job: dict[str, Any], plan: Callable[[grpc.aio.Channel, dict[str, Any]], Plan]
 ) -> dict[str, list[dict[str, Any]]]:
@@ -316,24 +340,9 @@ async def drive_figures(
             warmup = todo.units[: max(todo.warmup, 1)]
             stop = time.perf_counter() + job["max_seconds"]
             await closed_loop(stubs, warmup, todo.concurrency, todo.call, stop)
-            runs = []
-            for _ in range(job["repeats"]):
-                before = clock.read()
-                start = time.perf_counter()
-                outcome = await closed_loop(
-                    stubs, todo.units, todo.concurrency, todo.call, start + job["max_seconds"]
-                )
-                seconds = time.perf_counter() - start
-                run = Run(
-                    outcome.count,
-                    seconds,
-                    outcome.errors,
-                    clock.since(before),
-                    outcome.detail,
-                    outcome.first_error,
-                )
-                runs.append(dataclasses.asdict(run))
-            found[figure["name"]] = runs
+            one_run = functools.partial(closed_loop, stubs, todo.units, todo.concurrency, todo.call)
+            runs = await timed_runs(job, clock, one_run)
+            found[figure["name"]] = [dataclasses.asdict(run) for run in runs]
         return found
     finally:
         await channel.close()
@@ -369,23 +378,7 @@ async def _main(job: dict[str, Any]) -> list[Run]:
         stubs = [molecule_pb2_grpc.MoleculeServiceStub(channel) for channel in channels]
         clock = CpuClock(job["server_pid"])
         await one_pass(stubs, units[: job["warmup"]], job, time.perf_counter() + job["max_seconds"])
-        runs = []
-        for _ in range(job["repeats"]):
-            before = clock.read()
-            start = time.perf_counter()
-            outcome = await one_pass(stubs, units, job, start + job["max_seconds"])
-            seconds = time.perf_counter() - start
-            runs.append(
-                Run(
-                    outcome.count,
-                    seconds,
-                    outcome.errors,
-                    clock.since(before),
-                    outcome.detail,
-                    outcome.first_error,
-                )
-            )
-        return runs
+        return await timed_runs(job, clock, lambda stop: one_pass(stubs, units, job, stop))
     finally:
         for channel in channels:
             await channel.close()
