@@ -232,13 +232,11 @@ def _counts(cell: CellContents) -> dict[str, float]:
     return counts
 
 
-def assemble(
-    cell: CellContents,
-    settings: StructureSettings,
-    structure: structure_pb2.Structure | None = None,
-) -> structure_pb2.Structure:
-    """The `Structure` message of a cell, everything derived and warnings listed; filled in
-    place when `structure` is given (a response's own element: no copy)."""
+def _review(
+    cell: CellContents, settings: StructureSettings
+) -> tuple[dict[str, float], float, list[int]]:
+    """Check the cell (warnings added to it) and replace it with the requested standard
+    cell; its element amounts, volume and atomic numbers."""
     # The file's own declarations (formula, volume) describe the file's cell: checked
     # before a standardized cell replaces it.
     _check_sites(cell, settings)
@@ -257,24 +255,45 @@ def assemble(
         numbers = [element_number(e) for e in cell.elements]
         counts = _counts(cell)
         volume = float(abs(np.linalg.det(cell.lattice)))
-    lattice, fractional, occupancy = cell.lattice, cell.fractional, cell.occupancies
-    cartesian = fractional @ lattice
-    mass = float(_WEIGHTS[numbers] @ occupancy)
-    detection = Detection(None, "")
-    if settings.detect_symmetry:
-        positions, types, _ = spglib_types(fractional, lattice, numbers, occupancy)
-        detection = detect(lattice, positions, types, settings.symmetry_tolerance)
-    if settings.detect_symmetry and detection.symmetry is None:
+    return counts, volume, numbers
+
+
+def _detect(cell: CellContents, settings: StructureSettings, numbers: list[int]) -> Detection:
+    """spglib's space group of the cell, when asked for (a warning when it finds none)."""
+    if not settings.detect_symmetry:
+        return Detection(None, "")
+    positions, types, _ = spglib_types(cell.fractional, cell.lattice, numbers, cell.occupancies)
+    detection = detect(cell.lattice, positions, types, settings.symmetry_tolerance)
+    if detection.symmetry is None:
         cell.warn(
             _W.STRUCTURE_WARNING_KIND_SYMMETRY_NOT_DETECTED,
             f"spglib found no space group at tolerance {settings.symmetry_tolerance} Å: "
             f"{detection.failure}",
         )
+    return detection
+
+
+def _refuse_if_strict(cell: CellContents, settings: StructureSettings) -> None:
     if settings.strict and cell.warnings:
         raise refuse(
             f"{cell.name}: strict: " + "; ".join(w.message for w in cell.warnings),
             reason="STRICT",
         )
+
+
+def assemble(
+    cell: CellContents,
+    settings: StructureSettings,
+    structure: structure_pb2.Structure | None = None,
+) -> structure_pb2.Structure:
+    """The `Structure` message of a cell, everything derived and warnings listed; filled in
+    place when `structure` is given (a response's own element: no copy)."""
+    counts, volume, numbers = _review(cell, settings)
+    detection = _detect(cell, settings, numbers)
+    _refuse_if_strict(cell, settings)
+    lattice, fractional, occupancy = cell.lattice, cell.fractional, cell.occupancies
+    cartesian = fractional @ lattice
+    mass = float(_WEIGHTS[numbers] @ occupancy)
     z = _reduction(counts, cell.formula_units)
     a, b, c, alpha, beta, gamma = cell_parameters(lattice)
     if structure is None:
@@ -431,9 +450,13 @@ def write_structure(
 ) -> structure_pb2.WriteStructureResponse:
     settings = structure_settings(request.options)
     cells = _input_cells(request.input, settings, limits, "input")
-    # Written from the assembled cell, so the requested cell choice and the checks apply.
+    # The requested cell and the checks apply as for ParseStructure; the message itself is
+    # not built, and symmetry is detected only when strict would refuse on its warning.
     for cell in cells:
-        assemble(cell, settings)
+        numbers = _review(cell, settings)[2]
+        if settings.strict:
+            _detect(cell, settings, numbers)
+        _refuse_if_strict(cell, settings)
     if request.output_format == _FORMAT.STRUCTURE_FORMAT_CIF:
         return structure_pb2.WriteStructureResponse(text=write_cif(cells))
     if len(cells) > 1:
