@@ -285,9 +285,13 @@ def assemble(
     cell: CellContents,
     settings: StructureSettings,
     structure: structure_pb2.Structure | None = None,
+    *,
+    sites: bool = True,
 ) -> structure_pb2.Structure:
     """The `Structure` message of a cell, everything derived and warnings listed; filled in
-    place when `structure` is given (a response's own element: no copy)."""
+    place when `structure` is given (a response's own element: no copy). `sites=False`
+    leaves out the per-site records (the arrays hold the same), for callers that read
+    only the arrays."""
     counts, volume, numbers = _review(cell, settings)
     detection = _detect(cell, settings, numbers)
     _refuse_if_strict(cell, settings)
@@ -325,6 +329,8 @@ def assemble(
         structure.selective_dynamics.CopyFrom(to_tensor(flags))
     if velocities is not None:
         structure.velocities.CopyFrom(to_tensor(velocities))
+    if not sites:
+        return structure
     # One .tolist() per array, not per site: site messages are the per-site cost here.
     frac_rows, cart_rows, occ_list = fractional.tolist(), cartesian.tolist(), occupancy.tolist()
     flag_rows = flags.tolist() if flags is not None else None
@@ -492,7 +498,8 @@ def encode_structures(
                         description=f"the file has {len(cells)} structures: name one in `block`",
                     )
                 )
-            rows[k] = structure_features(assemble(cells[0], settings))
+            # The features read the arrays only: no per-site records.
+            rows[k] = structure_features(assemble(cells[0], settings, sites=False))
         except QulabError as exc:
             statuses.append(exc.to_status())
         else:
