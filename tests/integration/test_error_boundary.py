@@ -11,6 +11,7 @@ import pytest
 
 from qulab.server.cache import ResultCache
 from qulab.server.config import Settings
+from qulab.server.interceptors import Interceptors
 from qulab.server.services._rpc import Call, Context, Rpc
 from qulab.server.workers.pool import WorkerPool
 from qulab.v1 import molecule_pb2
@@ -27,7 +28,7 @@ async def _broken(
 
 async def test_a_bug_is_internal_with_a_logged_error_id(caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(port=0)
-    rpc = Rpc(settings, WorkerPool(settings), ResultCache(0))
+    rpc = Rpc(settings, WorkerPool(settings), ResultCache(0), Interceptors.build(settings))
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         [

@@ -22,6 +22,7 @@ def test_defaults_and_overrides() -> None:
             "QULAB_LOG_LEVEL": "debug",
             "QULAB_DEFAULT_TIMEOUT_S": "2.5",
             "QULAB_HOST": "::",
+            "QULAB_AUTH": "none",
         }
     )
     assert (settings.port, settings.workers, settings.reflection) == (0, 3, False)

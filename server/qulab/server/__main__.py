@@ -31,12 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     from qulab.server.app import serve
 
     logs.configure(settings.log_level)
-    if settings.event_loop == "uvloop":
-        import uvloop
+    try:
+        if settings.event_loop == "uvloop":
+            import uvloop
 
-        uvloop.run(serve(settings))
-    else:
-        asyncio.run(serve(settings))
+            uvloop.run(serve(settings))
+        else:
+            asyncio.run(serve(settings))
+    except SettingsError as exc:  # a credentials or TLS file named by a setting
+        sys.exit(f"qulab-server: bad setting: {exc}")
 
 
 if __name__ == "__main__":

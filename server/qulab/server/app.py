@@ -20,14 +20,17 @@ from grpc_reflection.v1alpha import reflection
 
 from qulab.server import provenance
 from qulab.server.cache import ResultCache
-from qulab.server.config import Settings
+from qulab.server.config import Settings, SettingsError
 from qulab.server.health import Health
+from qulab.server.interceptors import Interceptors
+from qulab.server.interceptors.roles import RolesFileError
 from qulab.server.services._rpc import Rpc
 from qulab.server.services.molecules import SERVICE as MOLECULE_SERVICE
 from qulab.server.services.molecules import MoleculeServicer
 from qulab.server.services.spectra import SPECTRUM_SERVICE, UNIT_SERVICE, SpectrumServicer
 from qulab.server.services.structures import SERVICE as STRUCTURE_SERVICE
 from qulab.server.services.structures import StructureServicer
+from qulab.server.tls import server_credentials
 from qulab.server.workers.pool import WorkerPool
 
 __all__ = ["SERVICES", "Server", "serve"]
@@ -47,7 +50,15 @@ class Server:
     pool: WorkerPool
     health: Health
     rpc: Rpc
+    interceptors: Interceptors
     port: int
+    background: list[asyncio.Task[None]]
+
+    async def reload_credentials(self, trigger: str) -> None:
+        if self.interceptors.auth is not None:
+            await self.interceptors.auth.reload(trigger)
+        else:
+            _log.info("no credential files to reload", extra={"trigger": trigger})
 
     async def drain(self) -> None:
         _log.info(
@@ -56,6 +67,8 @@ class Server:
         )
         await self.health.drain()
         self.rpc.draining = True
+        for task in self.background:
+            task.cancel()
         try:
             await asyncio.wait_for(self.rpc.idle.wait(), self.settings.drain_grace_s)
         except TimeoutError:
@@ -70,10 +83,16 @@ class Server:
 
 
 async def start(settings: Settings) -> Server:
+    """Start serving; SettingsError when a credentials or TLS file does not load."""
+    try:
+        interceptors = Interceptors.build(settings)
+    except RolesFileError as exc:
+        raise SettingsError(str(exc)) from None
+    credentials = server_credentials(settings)
     health = Health(SERVICES)
     await health.set_serving(False)
     pool = WorkerPool(settings, on_serving_change=health.on_pool_change)
-    rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB))
+    rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB), interceptors)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -100,9 +119,15 @@ async def start(settings: Settings) -> Server:
         reflection.enable_server_reflection(
             [*SERVICES, _HEALTH_SERVICE, reflection.SERVICE_NAME], server
         )
-    port = server.add_insecure_port(settings.address)
+    if credentials is None:
+        port = server.add_insecure_port(settings.address)
+    else:
+        port = server.add_secure_port(settings.address, credentials)
     await pool.start()
     await server.start()
+    background = []
+    if interceptors.auth is not None:
+        background.append(asyncio.create_task(interceptors.auth.watch()))
     _log.info(
         "listening",
         extra={
@@ -111,17 +136,27 @@ async def start(settings: Settings) -> Server:
             "workers": pool.size,
             "versions": provenance.library_versions(),
             "server_version": provenance.SERVER_VERSION,
+            "tls": "mtls" if settings.tls_client_ca_file else bool(credentials),
+            "auth": "required" if interceptors.auth is not None else "off",
         },
     )
-    return Server(settings, server, pool, health, rpc, port)
+    return Server(settings, server, pool, health, rpc, interceptors, port, background)
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return."""
+    """Run until SIGTERM or SIGINT, then drain and return. SIGHUP reloads credentials."""
     server = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(server.reload_credentials("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     await server.drain()

@@ -70,7 +70,16 @@ class Settings:
     )
     stream_window: int = _setting(64, "Items of one stream in flight at once.", low=1, high=4096)
     default_timeout_s: float = _setting(
-        30.0, "Deadline for calls that set none, in seconds.", low=0.01, high=3600
+        30.0,
+        "Deadline for calls that set none (and for each item of a stream), in seconds.",
+        low=0.01,
+        high=3600,
+    )
+    max_timeout_s: float = _setting(
+        300.0,
+        "Longest a call may run whatever deadline its client sets, in seconds.",
+        low=0.01,
+        high=86_400,
     )
     worker_memory_mb: int = _setting(
         2048,
@@ -121,6 +130,74 @@ class Settings:
         low=1,
         high=10_000_000,
     )
+    auth: str = _setting(
+        "auto",
+        "`auto`: require credentials whenever any are configured, and refuse to start "
+        "without them on a non-loopback address; `none`: no authentication at all.",
+        choices=("auto", "none"),
+    )
+    api_keys_file: str = _setting(
+        "",
+        'JSON file `{"keys": [{"principal", "sha256", "roles"}]}`: API keys (sent as '
+        "`x-api-key`), stored as the hex SHA-256 of the key. Reloaded on change and SIGHUP.",
+    )
+    jwt_secret_file: str = _setting(
+        "", "File holding the HS256 secret for bearer tokens. Reloaded on change and SIGHUP."
+    )
+    jwt_public_keys: str = _setting(
+        "",
+        "PEM file of public keys, or a JWKS file, for RS256/ES256 bearer tokens. Reloaded "
+        "on change and SIGHUP.",
+    )
+    jwt_issuer: str = _setting("", "Required `iss` of bearer tokens (unchecked when empty).")
+    jwt_audience: str = _setting(
+        "", "Required `aud` of bearer tokens; must be set when tokens are accepted."
+    )
+    jwt_roles_claim: str = _setting(
+        "roles",
+        "Claim holding a token's roles (a list or a space-separated string; "
+        "dots reach into objects, e.g. `realm_access.roles`).",
+    )
+    jwt_leeway_s: float = _setting(
+        30.0, "Clock skew allowed on `exp` and `nbf`, in seconds.", low=0, high=600
+    )
+    roles_file: str = _setting(
+        "",
+        'JSON file of extra roles `{"roles": {"name": {"methods": [...], "rate_per_s": r, '
+        '"burst": b}}, "principals": {"<client cert subject>": ["role"]}}`. Built in: '
+        "`admin` (every method), `user` (every Parse, Encode, Write, Convert and tool "
+        "method). Reloaded on change and SIGHUP.",
+    )
+    auth_reload_s: float = _setting(
+        2.0,
+        "How often credential and role files are checked for changes, in seconds; "
+        "0 reloads on SIGHUP only.",
+        low=0,
+        high=3600,
+    )
+    rate_limit_per_s: float = _setting(
+        0.0,
+        "Calls (or stream messages) per second per principal, for roles that set no rate "
+        "of their own; 0 means no limit.",
+        low=0,
+        high=1e9,
+    )
+    rate_limit_burst: int = _setting(
+        0,
+        "Calls a principal may make at once beyond the rate; 0 means one second's worth.",
+        low=0,
+        high=1_000_000_000,
+    )
+    tls_cert_file: str = _setting(
+        "", "PEM certificate chain; with `QULAB_TLS_KEY_FILE`, the server speaks TLS only."
+    )
+    tls_key_file: str = _setting("", "PEM private key of `QULAB_TLS_CERT_FILE`.")
+    tls_client_ca_file: str = _setting(
+        "",
+        "PEM CA bundle: clients must present a certificate it signed (mTLS), and the "
+        "certificate's subject becomes the principal (role `user` unless the roles file "
+        "says otherwise). Certificates are re-read when their files change.",
+    )
     cache_mb: int = _setting(
         64, "Result cache size per server (MiB); 0 disables it.", low=0, high=1 << 20
     )
@@ -151,6 +228,43 @@ class Settings:
         except ValueError:
             if not self.host or any(c in self.host for c in " /:"):
                 raise SettingsError(f"QULAB_HOST: {self.host!r} is not an address") from None
+        self._check_security()
+
+    def _check_security(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("QULAB_TLS_CERT_FILE and QULAB_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise SettingsError("QULAB_TLS_CLIENT_CA_FILE needs QULAB_TLS_CERT_FILE")
+        if self.accepts_tokens and not self.jwt_audience:
+            raise SettingsError(
+                "QULAB_JWT_AUDIENCE must be set when bearer tokens are accepted, so that a "
+                "token issued for another service is refused"
+            )
+        if self.auth == "auto" and not self.credentials_configured and not self.loopback_only:
+            raise SettingsError(
+                f"QULAB_HOST={self.host} is not a loopback address and no credentials are "
+                "configured: set QULAB_API_KEYS_FILE, QULAB_JWT_SECRET_FILE, "
+                "QULAB_JWT_PUBLIC_KEYS or QULAB_TLS_CLIENT_CA_FILE, or QULAB_AUTH=none to "
+                "serve without authentication"
+            )
+
+    @property
+    def accepts_tokens(self) -> bool:
+        return bool(self.jwt_secret_file or self.jwt_public_keys)
+
+    @property
+    def credentials_configured(self) -> bool:
+        return bool(self.api_keys_file or self.accepts_tokens or self.tls_client_ca_file)
+
+    @property
+    def loopback_only(self) -> bool:
+        host = self.host.strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def address(self) -> str:

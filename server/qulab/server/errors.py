@@ -2,6 +2,8 @@
 
     QulabError                      base; `code` is the canonical gRPC code
      +-- InvalidArgument            bad input: google.rpc.BadRequest field violations
+     +-- Unauthenticated            no valid credentials (API key, bearer token, client cert)
+     +-- PermissionDenied           valid credentials whose roles do not allow the method
      +-- ResourceExhausted          queue full / over a quota: google.rpc.RetryInfo
      +-- DeadlineExceeded           the caller's deadline passed before the answer was ready
      +-- Unavailable                the server is draining or has no worker to run the call
@@ -30,9 +32,11 @@ __all__ = [
     "FieldViolation",
     "Internal",
     "InvalidArgument",
+    "PermissionDenied",
     "QulabError",
     "Reported",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -136,6 +140,21 @@ class InvalidArgument(QulabError):
             ]
         )
         return [bad_request, *super()._details()]
+
+
+class Unauthenticated(QulabError):
+    """The call carries no valid credentials. The message says what was wrong (missing,
+    unknown key, expired token...) and never repeats what was sent."""
+
+    code = code_pb2.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(QulabError):
+    """The caller is known but none of its roles allows the method."""
+
+    code = code_pb2.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
 
 
 class ResourceExhausted(QulabError):

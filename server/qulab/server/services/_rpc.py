@@ -20,8 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 import protovalidate
@@ -30,6 +29,7 @@ from google.rpc import code_pb2, status_pb2
 
 from qulab.server import provenance
 from qulab.server.cache import ResultCache
+from qulab.server.call import Call, Context
 from qulab.server.config import Settings
 from qulab.server.errors import (
     FieldViolation,
@@ -40,32 +40,19 @@ from qulab.server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from qulab.server.interceptors import Interceptors
 from qulab.server.logs import rpc_log
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
 
-__all__ = ["ANONYMOUS", "Call", "Rpc", "check_size", "validate"]
+__all__ = ["Call", "Context", "Rpc", "check_size", "validate"]
 
 _log = logging.getLogger("qulab.rpc")
 _REQUEST_ID_KEY = "x-request-id"
 _MAX_REQUEST_ID = 128
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _PUSHBACK_KEY = "grpc-retry-pushback-ms"
-ANONYMOUS = "anonymous"
-
-Context = grpc.aio.ServicerContext[Any, Any]
 RequestT = TypeVar("RequestT", bound=Message)
-
-
-@dataclass(slots=True)
-class Call:
-    """One RPC as the servicer sees it."""
-
-    method: str
-    request_id: str
-    principal: str
-    received_ns: int
-    client_deadline: float | None  # loop.time() seconds; None when the caller set none
 
 
 def _field_path(violation: protovalidate.Violation) -> str:
@@ -111,10 +98,17 @@ def validate(request: Message) -> None:
 class Rpc:
     """Shared by every servicer: the pool, the cache and the settings."""
 
-    def __init__(self, settings: Settings, pool: WorkerPool, cache: ResultCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: WorkerPool,
+        cache: ResultCache,
+        interceptors: Interceptors,
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self._cache = cache
+        self._interceptors = interceptors
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no call is in flight (the drain waits on it)
         self.idle.set()
@@ -138,7 +132,7 @@ class Rpc:
         request_type: type[RequestT],
     ) -> grpc.RpcMethodHandler[RequestT, bytes]:
         async def serve(request: RequestT, context: Context) -> bytes:
-            async with self._serving(context, method) as call:
+            async with self._serving(context, method, request) as call:
                 return await handler(request, context, call)
             raise AssertionError("unreachable: a failed call is aborted, which raises")
 
@@ -155,47 +149,48 @@ class Rpc:
         async def serve(
             requests: AsyncIterator[RequestT], context: Context
         ) -> AsyncIterator[bytes]:
-            async with self._serving(context, method) as call:
-                async for response in handler(requests, context, call):
+            async with self._serving(context, method, None) as call:
+                messages = self._interceptors.messages(call, requests)
+                answered = 0
+                async for response in handler(messages, context, call):
+                    answered += 1
                     yield response
+                # Each item logged its own line; this one is the stream's.
+                _log_outcome(call, "OK", items=answered)
 
         return grpc.stream_stream_rpc_method_handler(
             serve, request_deserializer=request_type.FromString, response_serializer=bytes
         )
 
     @contextlib.asynccontextmanager
-    async def _serving(self, context: Context, method: str) -> AsyncIterator[Call]:
-        """Around every call: stamp it, count it in flight, refuse it while draining, and
-        turn whatever it raises into a status (the one error boundary)."""
-        call = self._start(context, method)
+    async def _serving(
+        self, context: Context, method: str, request: Message | None
+    ) -> AsyncIterator[Call]:
+        """Around every call (`request` is None for a stream): stamp it, count it in
+        flight, refuse it while draining, run the interceptors, and turn whatever it raises
+        into a status (the one error boundary)."""
+        call = self._start(context, method, streaming=request is None)
         self._enter()
         try:
             if self.draining:
                 raise Unavailable("the server is shutting down; retry on another replica")
+            await self._interceptors.admit(call, context)
             yield call
         except asyncio.CancelledError:  # the caller went away, or its deadline passed
             _log_outcome(call, "CANCELLED")
             raise
         except Exception as exc:
-            await _abort(context, call, _as_error(exc, call))
+            await _abort(context, call, _as_error(exc, call), request)
         finally:
             self._exit()
 
-    def _start(self, context: Context, method: str) -> Call:
+    def _start(self, context: Context, method: str, streaming: bool) -> Call:
         received_ns = time.time_ns()
         request_id = ""
         for key, value in context.invocation_metadata() or ():
             if key == _REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value[:_MAX_REQUEST_ID]
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
-        return Call(
-            method=method,
-            request_id=request_id or uuid.uuid4().hex,
-            principal=ANONYMOUS,
-            received_ns=received_ns,
-            client_deadline=deadline,
-        )
+        return Call(method, request_id or uuid.uuid4().hex, received_ns, streaming)
 
     # -- computing -----------------------------------------------------------------------
 
@@ -219,10 +214,7 @@ class Rpc:
                 worker_pid=0,
                 cache_hit=True,
             )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.default_timeout_s
-        if call.client_deadline is not None:
-            deadline = min(deadline, call.client_deadline)
+        deadline = self._interceptors.deadlines.for_work(call)
         result = await self.pool.run(op, payload, deadline=deadline, wait=wait)
         if result.ok:
             self._cache.put(op, digest, result.body)
@@ -279,17 +271,21 @@ class Rpc:
         code: int = code_pb2.OK,
     ) -> bytes:
         """`body` with the provenance field appended, and the provenance logged."""
-        rpc_log.write({"code": code_pb2.Code.Name(code), **provenance.log_fields(record)})
+        fields = provenance.log_fields(record)
+        fields["duration_ns"] = time.time_ns() - fields["received_ns"]
+        rpc_log.write({"code": code_pb2.Code.Name(code), **fields})
         return body + provenance.as_field(record, response_type)
 
 
-def _log_outcome(call: Call, code: str, **extra: str) -> None:
-    """The RPC line of a call that ended without an answer (and so without provenance)."""
+def _log_outcome(call: Call, code: str, **extra: object) -> None:
+    """The RPC line (the audit record) of a call that ended without an answer of its own:
+    refused, failed, cancelled, or a stream (whose items logged their answers)."""
     rpc_log.write(
         {
             "code": code,
             "method": call.method,
             "request_id": call.request_id,
+            "principal": call.principal,
             "duration_ns": time.time_ns() - call.received_ns,
             **extra,
         }
@@ -308,7 +304,7 @@ def _as_error(exc: Exception, call: Call) -> QulabError:
     return error
 
 
-async def _abort(context: Context, call: Call, error: QulabError) -> None:
+async def _abort(context: Context, call: Call, error: QulabError, request: Message | None) -> None:
     status: status_pb2.Status = error.to_status()
     trailers: list[tuple[str, str | bytes]] = [
         (_STATUS_DETAILS_KEY, status.SerializeToString()),
@@ -319,5 +315,10 @@ async def _abort(context: Context, call: Call, error: QulabError) -> None:
         pushback = error.retry_after_ms if isinstance(error, ResourceExhausted) else -1
         trailers.append((_PUSHBACK_KEY, str(pushback)))
     name = code_pb2.Code.Name(status.code)
-    _log_outcome(call, name, error=status.message)
+    audit: dict[str, object] = {"error": status.message}
+    if request is not None:  # the input a failed unary call was refused for, by hash
+        audit["input_sha256"] = hashlib.sha256(
+            request.SerializeToString(deterministic=True)
+        ).hexdigest()
+    _log_outcome(call, name, **audit)
     await context.abort(grpc.StatusCode[name], status.message, trailing_metadata=tuple(trailers))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from qulab.server import logs
 from qulab.server.config import Settings
-from qulab.server.errors import Internal, QulabError, ResourceExhausted
+from qulab.server.errors import DeadlineExceeded, Internal, QulabError, ResourceExhausted
 from qulab.server.workers import _wire
 
 if TYPE_CHECKING:
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["worker_main"]
 
 _log = logging.getLogger("qulab.worker")
+_EXPIRED = (
+    DeadlineExceeded("the deadline passed before a worker could start on the request")
+    .to_status()
+    .SerializeToString()
+)
 
 
 def _cap_memory(megabytes: int) -> None:
@@ -49,13 +54,17 @@ def worker_main(sock: socket.socket, settings: Settings) -> None:
     ops = build_ops(settings)
     _wire.send_frame(sock, _wire.encode(_wire.Ready(os.getpid())))
     while (frame := _wire.recv_frame(sock)) is not None:
+        received = time.monotonic()
         task = _wire.decode(frame)
         assert isinstance(task, _wire.Task)
         op = ops[task.op]
         for index, payload in enumerate(task.payloads):
             started_ns = time.time_ns()
             t0 = time.perf_counter_ns()
-            ok, body, recycle = _run(op, task.op, payload)
+            if time.monotonic() - received >= task.budgets_s[index]:
+                ok, body, recycle = False, _EXPIRED, False  # its caller has stopped waiting
+            else:
+                ok, body, recycle = _run(op, task.op, payload)
             compute_ns = time.perf_counter_ns() - t0
             # After a MemoryError the C++ heap may be inconsistent: leave, and let the pool
             # start a fresh worker (it queues the rest of the task again).

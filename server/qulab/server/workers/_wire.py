@@ -4,7 +4,10 @@ A frame is an 8-byte big-endian length and that many bytes. Its body is a flat p
 of ints, strings and `bytes` (the serialized protobuf payloads) — never an object graph, so
 the cost on each side is one `loads`/`dumps` of a few fields plus the payload bytes.
 
-    server -> worker   Task(task_id, op, payloads)
+    server -> worker   Task(task_id, op, payloads, budgets_s)
+                       `budgets_s[i]`: the seconds payload i had left when the task was
+                       sent; the worker skips (DEADLINE_EXCEEDED) a payload whose time ran
+                       out before its turn
     worker -> server   Ready(pid)  once, after the worker has imported everything
                        ItemDone(task_id, item, ok, body, started_ns, finished_ns, compute_ns,
                                 exiting)
@@ -43,6 +46,7 @@ class Task(NamedTuple):
     task_id: int
     op: str
     payloads: list[bytes]
+    budgets_s: list[float]
 
 
 class Ready(NamedTuple):

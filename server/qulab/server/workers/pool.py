@@ -245,7 +245,13 @@ class WorkerPool:
         worker.task_id = self._next_task_id
         worker.batch = batch
         worker.next_index = 0
-        task = _wire.Task(worker.task_id, batch[0].op, [item.payload for item in batch])
+        now = asyncio.get_running_loop().time()
+        task = _wire.Task(
+            worker.task_id,
+            batch[0].op,
+            [item.payload for item in batch],
+            [item.deadline - now for item in batch],
+        )
         worker.send(_wire.encode(task))
         self._arm_watchdog(worker)
         if _log.isEnabledFor(logging.DEBUG):

@@ -1,0 +1,31 @@
+"""One RPC as the server sees it: stamped when it arrives, completed by the interceptors
+(principal, deadline), read by servicers and written into provenance and the log line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from qulab.server.interceptors.roles import Grant
+
+__all__ = ["ANONYMOUS", "Call", "Context"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+ANONYMOUS = "anonymous"
+
+
+@dataclass(slots=True)
+class Call:
+    method: str  # "/qulab.v1.MoleculeService/ParseMolecule"
+    request_id: str
+    received_ns: int  # time.time_ns() on arrival
+    streaming: bool
+    principal: str = ANONYMOUS
+    grant: Grant | None = None  # what the principal's roles allow (set by auth)
+    # loop.time() seconds. A unary call's: the client's, or the default, capped. A stream's:
+    # the client's, or None (each item of a stream has its own; see interceptors.deadline).
+    deadline: float | None = None
