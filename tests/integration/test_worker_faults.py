@@ -18,54 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import grpc
 import pytest
 
-from bench._cpu import descendants
 from qulab.client import Client
 from qulab.v1 import molecule_pb2
 from tests.conftest import RunningServer
 from tests.integration._status import failure_of
-
-
-def _workers(server: RunningServer, count: int, timeout: float = 30.0) -> list[int]:
-    """The pids of the server's worker processes (children of its forkserver)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        tree = descendants(server.process.pid)
-        workers = [pid for pid in tree if _is_worker(pid)]
-        if len(workers) == count:
-            return sorted(workers)
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} workers, found {workers}")
-
-
-def _is_worker(pid: int) -> bool:
-    """A live worker is a child of the server's forkserver."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z" and _is_forkserver(int(fields[1]))
-
-
-def _is_forkserver(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return b"forkserver" in cmdline.read()
-    except OSError:
-        return False
-
-
-def _signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        os.kill(pid, sig)
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+from tests.integration._workers import is_alive, worker_pids
 
 
 @pytest.fixture
@@ -90,7 +47,7 @@ def test_worker_death_fails_only_its_request(
     one_worker: tuple[RunningServer, Client], sig: int
 ) -> None:
     server, client = one_worker
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     os.kill(worker, signal.SIGSTOP)
     held = _in_background(lambda: _parse(client, "CCN"))
     server.wait_for_log(message="task sent", worker_pid=worker)
@@ -117,7 +74,7 @@ def test_worker_death_fails_only_its_request(
     assert error_id in failure.message
     logged = server.wait_for_log(message="worker crashed", error_id=error_id)
     assert logged["cause"] == f"signal {signal.Signals(sig).name}"
-    (replacement,) = _workers(server, 1)
+    (replacement,) = worker_pids(server, 1)
     assert replacement != worker
     assert _parse(client, "c1ccccc1O").molecule.canonical_smiles == "Oc1ccccc1"
 
@@ -126,16 +83,16 @@ def test_overrun_kills_the_worker_and_the_pool_recovers(
     one_worker: tuple[RunningServer, Client],
 ) -> None:
     server, client = one_worker
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     os.kill(worker, signal.SIGSTOP)  # the request will sit in the worker past its deadline
     with pytest.raises(grpc.RpcError) as caught:
         _parse(client, "CCCCN", timeout=1.0)
     assert failure_of(caught.value).code == grpc.StatusCode.DEADLINE_EXCEEDED
     server.wait_for_log(message="worker overran a deadline; replacing it", worker_pid=worker)
     end = time.monotonic() + 10
-    while _is_alive(worker) and time.monotonic() < end:
+    while is_alive(worker) and time.monotonic() < end:
         time.sleep(0.05)
-    assert not _is_alive(worker)
+    assert not is_alive(worker)
     answer = _parse(client, "CCCCCN")
     assert answer.provenance.worker_pid not in (0, worker)
 
@@ -146,7 +103,7 @@ def test_full_queue_is_resource_exhausted_with_pushback(
     server = start_server(
         workers="1", queue_size="2", batch_max_items="1", cache_mb="0", log_level="DEBUG"
     )
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     with Client(server.address, timeout=30) as client:
         os.kill(worker, signal.SIGSTOP)
         try:
@@ -172,7 +129,7 @@ def test_expired_queued_work_is_dropped_before_it_runs(
     # The cache proves it: had the expired request been computed, asking again would be a
     # cache hit.
     server = start_server(workers="1", batch_max_items="1", log_level="DEBUG")
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     with Client(server.address, timeout=30) as client:
         os.kill(worker, signal.SIGSTOP)
         try:
@@ -190,7 +147,7 @@ def test_expired_queued_work_is_dropped_before_it_runs(
 
 def test_cancelled_queued_work_is_dropped(start_server: Callable[..., RunningServer]) -> None:
     server = start_server(workers="1", batch_max_items="1", log_level="DEBUG")
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     with Client(server.address, timeout=30) as client:
         os.kill(worker, signal.SIGSTOP)
         try:
@@ -253,7 +210,7 @@ def test_memory_cap_stops_a_hungry_input_without_killing_the_server(
 def test_workers_never_load_grpc(server: RunningServer) -> None:
     """Workers run chemistry only: the gRPC core library is not mapped in their memory,
     while RDKit is."""
-    workers = _workers(server, 2)
+    workers = worker_pids(server, 2)
     for pid in workers:
         with open(f"/proc/{pid}/maps") as maps:
             mapped = maps.read()
