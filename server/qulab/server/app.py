@@ -136,7 +136,7 @@ async def start(settings: Settings) -> Server:
             "workers": pool.size,
             "versions": provenance.library_versions(),
             "server_version": provenance.SERVER_VERSION,
-            "tls": "mtls" if settings.tls_client_ca_file else bool(credentials),
+            "tls": "mtls" if settings.tls_client_ca_file else "tls" if credentials else "off",
             "auth": "required" if interceptors.auth is not None else "off",
         },
     )
