@@ -259,7 +259,7 @@ class Settings:
     @property
     def loopback_only(self) -> bool:
         host = self.host.strip("[]")
-        if host == "localhost":
+        if host.lower() == "localhost":
             return True
         try:
             return ipaddress.ip_address(host).is_loopback

@@ -136,6 +136,8 @@ class TokenVerifier:
         if wanted is None:
             return []
         keys = [k for k in self._public if isinstance(k.key, wanted)]
+        if algorithm == "ES256":  # P-256 only: another curve could never verify one
+            keys = [k for k in keys if isinstance(k.key.curve, ec.SECP256R1)]
         if isinstance(kid, str) and any(k.kid is not None for k in keys):
             keys = [k for k in keys if k.kid == kid]
         return [k.key for k in keys]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -154,9 +155,16 @@ def _parse_roles(entries: Any) -> dict[str, Role]:
         if not all(isinstance(m, str) and "/" in m for m in methods):
             raise RolesFileError(f'{where}: each method pattern looks like "pkg.Service/Method"')
         rate, burst = entry.get("rate_per_s"), entry.get("burst")
-        if rate is not None and (not isinstance(rate, int | float) or rate < 0):
-            raise RolesFileError(f'{where}: "rate_per_s" must be a number >= 0')
-        if burst is not None and (not isinstance(burst, int) or burst < 1):
+        if rate is not None and (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not math.isfinite(rate)
+            or rate < 0
+        ):
+            raise RolesFileError(f'{where}: "rate_per_s" must be a finite number >= 0')
+        if burst is not None and (
+            isinstance(burst, bool) or not isinstance(burst, int) or burst < 1
+        ):
             raise RolesFileError(f'{where}: "burst" must be an integer >= 1')
         unknown = set(entry) - {"methods", "rate_per_s", "burst"}
         if unknown:
