@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from qulab.server.config import Settings, SettingsError
 from qulab.server.watch import fingerprint
@@ -31,12 +34,23 @@ class _Files:
         self._seen = fingerprint(self._paths)
 
     def configuration(self) -> grpc.ServerCertificateConfiguration:
-        """Read the files; OSError or ValueError when one is missing or not PEM."""
-        cert, key = Path(self._cert).read_bytes(), Path(self._key).read_bytes()
-        ca = Path(self._ca).read_bytes() if self._ca else None
-        for name, data in (("certificate", cert), ("key", key), ("client CA", ca)):
-            if data is not None and b"-----BEGIN " not in data:
-                raise ValueError(f"the {name} file is not PEM")
+        """Read and check the files (gRPC would only say "failed to bind", or keep the
+        old ones silently); OSError or ValueError naming the setting."""
+        cert = _read(self._cert, "QULAB_TLS_CERT_FILE")
+        key = _read(self._key, "QULAB_TLS_KEY_FILE")
+        ca = _read(self._ca, "QULAB_TLS_CLIENT_CA_FILE") if self._ca else None
+        chain = _certificates(cert, "QULAB_TLS_CERT_FILE")
+        if ca is not None:
+            _certificates(ca, "QULAB_TLS_CLIENT_CA_FILE")
+        try:
+            private = serialization.load_pem_private_key(key, password=None)
+        except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+            raise ValueError(f"QULAB_TLS_KEY_FILE: not an unencrypted PEM key ({exc})") from None
+        if _spki(private.public_key()) != _spki(chain[0].public_key()):
+            raise ValueError(
+                "QULAB_TLS_KEY_FILE: the key does not belong to the certificate in "
+                "QULAB_TLS_CERT_FILE"
+            )
         return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
@@ -46,7 +60,7 @@ class _Files:
         self._seen = now
         try:
             config = self.configuration()
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             _log.error(
                 "TLS files not reloaded; the previous ones stay in force",
                 extra={"reason": str(exc)},
@@ -63,10 +77,32 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     files = _Files(settings)
     try:
         initial = files.configuration()
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"QULAB_TLS_*: {exc}") from None
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     return grpc.dynamic_ssl_server_credentials(
         initial,
         files.fetch,  # type: ignore[arg-type]  # gRPC documents None as "unchanged"
         require_client_authentication=bool(settings.tls_client_ca_file),
+    )
+
+
+def _read(path: str, setting: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+
+
+def _certificates(data: bytes, setting: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ValueError(f"{setting}: not PEM certificates ({exc})") from None
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
