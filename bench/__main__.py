@@ -1,5 +1,5 @@
 """QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]
-[--only molecules|structures|spectra]`.
+[--only molecules|structures|spectra|security]`.
 
 How to run: from the repository root, on an otherwise idle machine (the served
 benchmarks start their own server on 127.0.0.1 and a load generator beside it; everything
@@ -32,6 +32,13 @@ QuLab accepts with QuLab's reader, its full ParseSpectrum answer and the `jcamp`
 this process, read like the structure rows, with a "points/s" row (decoded y values) beside
 each "files/s" row; then QuLab's unit conversion against pint, and ParseSpectrum,
 EncodeSpectrum and ConvertUnits on a served instance.
+
+The security benchmark (bench/results/security.json, `bench.security`) serves ParseMolecule,
+as the molecule unary row does, from three servers started side by side: security off
+(QULAB_AUTH=none), API key and JWT RS256 (each with a roles file and a rate limit that
+never refuses). They take turns, one timed run each per round (order rotated), for at
+least 7 rounds (2 with `--quick`; more with `--repeats`); each "on" row's ratio is to
+"off", and the goal is >= 0.85x with no errors.
 """
 
 from __future__ import annotations
@@ -42,12 +49,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import molecules, spectra, structures
+from bench import molecules, security, spectra, structures
 from bench._corpus import corpus_path, unique_smiles
 from bench._environment import describe
 from bench._report import RESULTS, format_table, write_json
 
-BENCHMARKS = ("molecules", "structures", "spectra")
+BENCHMARKS = ("molecules", "structures", "spectra", "security")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         _structures(args, environment)
     if args.only in (None, "spectra"):
         _spectra(args, environment)
+    if args.only in (None, "security"):
+        _security(args, environment)
 
 
 def _molecules(args: argparse.Namespace, environment: dict[str, Any], started: float) -> None:
@@ -134,13 +143,14 @@ def _report(
     environment: dict[str, Any],
     started: float,
     results: Path,
+    **config_overrides: Any,
 ) -> None:
-    """The JSON (`name`.json) of one file benchmark."""
+    """The JSON (`name`.json) of one benchmark whose `result` has rows and a payload."""
     path = write_json(
         name,
         {
             "environment": environment,
-            "config": dataclasses.asdict(config),
+            "config": dataclasses.asdict(config) | config_overrides,
             "server_settings": module.SERVER_SETTINGS,
             "load": module.LOAD_SETTINGS,
             **result.payload,
@@ -222,6 +232,43 @@ def _spectra(args: argparse.Namespace, environment: dict[str, Any]) -> None:
     print(format_table(result.rows))
     _print_goals(result.goal, "x_jcamp", spectra.JCAMP_TARGET, "jcamp")
     _report("spectra", spectra, config, result, environment, started, args.results)
+
+
+def _security(args: argparse.Namespace, environment: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    config = security.Config(
+        smiles=unique_smiles(args.molecules),
+        rounds=2 if args.quick else max(args.repeats, security.MIN_ROUNDS),
+        max_seconds=args.max_seconds,
+    )
+    print(
+        f"security: {len(config.smiles):,} molecules from {corpus_path()}; {config.rounds}"
+        f" rounds, the servers in turn; server settings {security.SERVER_SETTINGS}",
+        flush=True,
+    )
+    result = security.run(config)
+    print(format_table(result.rows))
+    for name, goal in result.goal.items():
+        verdict = "met ✓" if goal["met"] else "missed ✗"
+        paired = goal["x_off_per_round"]
+        spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else "n/a"
+        print(
+            f"goal >= {security.GOAL:g}x off, {name}: {goal['x_off']:.2f}x"
+            f" (per round: median {goal['x_off_per_round_median'] or 0:.2f}x, {spread}),"
+            f" {goal['errors']} errors, a call without credentials: {goal['anonymous_call']},"
+            f" {verdict}"
+        )
+    _report(
+        "security",
+        security,
+        config,
+        result,
+        environment,
+        started,
+        args.results,
+        smiles=len(config.smiles),
+        corpus=str(corpus_path()),
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import spectra, structures
+from bench import security, spectra, structures
 from tests.conftest import ROOT
 
 
@@ -153,3 +153,25 @@ def test_quick_bench_reports_every_spectrum_row(quick_results: Path) -> None:
         assert goal["x_jcamp"] > 0, name
         assert isinstance(goal["met"], bool), name
         assert "jcamp" in rows[name]["ratios"], rows[name]["ratios"]
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_security_row(quick_results: Path) -> None:
+    report = json.loads((quick_results / "security.json").read_text())
+    for key in ("environment", "config", "servers", "refusals", "goal", "seconds", "rows"):
+        assert key in report, sorted(report)
+    rows = {row["name"]: row for row in report["rows"]}
+    assert sorted(rows) == sorted((security.OFF, *security.ON))
+    # Every row had the same rounds, and every call was answered (a refusal is an error).
+    for row in report["rows"]:
+        assert row["value"] > 0, row["name"]
+        assert len(row["runs"]) == report["config"]["rounds"], row["name"]
+        assert _errors(row) == 0, row["runs"][0]["first_error"]
+    # The "on" servers really were on: each refused a call without credentials.
+    for name in security.ON:
+        assert report["refusals"][name] == "UNAUTHENTICATED", name
+        goal = report["goal"][name]
+        assert goal["x_off"] > 0, name
+        assert len(goal["x_off_per_round"]) == report["config"]["rounds"], name
+        assert isinstance(goal["met"], bool), name
+        assert "off" in rows[name]["ratios"], rows[name]["ratios"]

@@ -16,7 +16,7 @@ import pytest
 
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 from tests.conftest import RunningServer
-from tests.integration._credentials import auth_settings, replace_file, write_keys
+from tests.integration._credentials import auth_settings, replace_file, token, write_keys
 from tests.integration._status import failure_of
 
 STEADY = "qk_steady_traffic_key_000"
@@ -132,3 +132,30 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_keys(
     assert load.calls > 0
     assert load.failures == []
     assert server.process.poll() is None
+
+
+def test_a_rotated_token_secret_takes_over_and_the_old_one_stops(
+    tmp_path: Path, start_server: Callable[..., RunningServer]
+) -> None:
+    settings = auth_settings(tmp_path, {STEADY: ("steady", ["user"])})
+    server = start_server(**settings, auth_reload_s="0.1")
+    new_secret = "a-rotated-secret-that-is-long-enough-for-hs256"
+    old_token, new_token = token(subject="erin"), token(subject="erin", secret=new_secret)
+
+    def code(bearer: str) -> grpc.StatusCode:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = molecule_pb2_grpc.MoleculeServiceStub(channel)
+            try:
+                stub.ParseMolecule(
+                    REQUEST, metadata=(("authorization", f"Bearer {bearer}"),), timeout=30
+                )
+            except grpc.RpcError as exc:
+                return failure_of(exc).code
+        return grpc.StatusCode.OK
+
+    assert code(old_token) == grpc.StatusCode.OK  # and now cached as verified
+    assert code(new_token) == grpc.StatusCode.UNAUTHENTICATED
+    replace_file(Path(settings["jwt_secret_file"]), new_secret)
+    server.wait_for_log(message="credentials reloaded", trigger="file change")
+    assert code(new_token) == grpc.StatusCode.OK
+    assert code(old_token) == grpc.StatusCode.UNAUTHENTICATED
