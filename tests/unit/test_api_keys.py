@@ -49,9 +49,9 @@ def test_the_right_key_is_found(tmp_path: Path) -> None:
     assert alice is not None
     assert bob is not None
     assert carol is not None
-    assert (alice.principal, alice.roles) == ("alice", ("user",))
-    assert (bob.principal, bob.roles) == ("bob", ("admin",))
-    assert (carol.principal, carol.roles) == ("carol", ())
+    assert (alice.principal, alice.grant.roles) == ("alice", frozenset({"user"}))
+    assert (bob.principal, bob.grant.roles) == ("bob", frozenset({"admin"}))
+    assert (carol.principal, carol.grant.roles) == ("carol", frozenset())
     assert alice.digest == hashlib.sha256(ALICE_KEY.encode()).digest()
 
 
@@ -94,7 +94,7 @@ def test_a_key_may_have_a_role_of_the_roles_file(tmp_path: Path) -> None:
     keys = _load(tmp_path, {"keys": [_entry(ALICE_KEY, roles=["reader", "user"])]}, roles)
     found = keys.find(ALICE_KEY)
     assert found is not None
-    assert found.roles == ("reader", "user")
+    assert found.grant.roles == frozenset({"reader", "user"})
 
 
 @pytest.mark.parametrize(

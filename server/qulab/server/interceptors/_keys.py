@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 
-from qulab.server.interceptors.roles import RolesFileError, RoleTable, read_json
+from qulab.server.interceptors.roles import Grant, RolesFileError, RoleTable, read_json
 
 __all__ = ["ApiKey", "ApiKeys"]
 
@@ -21,12 +21,12 @@ _MAX_KEY_LENGTH = 1024
 
 
 class ApiKey:
-    __slots__ = ("digest", "principal", "roles")
+    __slots__ = ("digest", "grant", "principal")
 
-    def __init__(self, principal: str, digest: bytes, roles: tuple[str, ...]) -> None:
+    def __init__(self, principal: str, digest: bytes, grant: Grant) -> None:
         self.principal = principal
         self.digest = digest
-        self.roles = roles
+        self.grant = grant  # resolved once, at load
 
 
 class ApiKeys:
@@ -62,7 +62,7 @@ class ApiKeys:
             if raw in seen:
                 raise RolesFileError(f"{where}: the same key is listed twice")
             seen.add(raw)
-            keys.append(ApiKey(principal, raw, roles.check_known(names, where)))
+            keys.append(ApiKey(principal, raw, roles.grant(roles.check_known(names, where))))
         return cls(keys)
 
     def find(self, presented: str) -> ApiKey | None:

@@ -108,7 +108,7 @@ class Authenticator:
             found = tables.keys.find(api_key)
             if found is None:
                 raise Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
-            return found.principal, tables.roles.grant(found.roles)
+            return found.principal, found.grant
         if isinstance(authorization, str):
             if authorization[: len(_BEARER)].lower() != _BEARER:
                 raise Unauthenticated(
