@@ -21,7 +21,7 @@ from qulab.client import Client
 from qulab.v1 import molecule_pb2
 from tests.conftest import RunningServer
 from tests.integration._status import failure_of
-from tests.integration.test_worker_faults import _is_forkserver, _workers
+from tests.integration._workers import is_forkserver, worker_pids
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -101,8 +101,8 @@ def test_reflection_lists_and_describes_the_services(server: RunningServer) -> N
 
 def test_not_serving_while_no_worker_can_serve(start_server: Callable[..., RunningServer]) -> None:
     server = start_server(workers="1")
-    (worker,) = _workers(server, 1)
-    forkserver = next(p for p in descendants(server.process.pid) if _is_forkserver(p))
+    (worker,) = worker_pids(server, 1)
+    forkserver = next(p for p in descendants(server.process.pid) if is_forkserver(p))
     watchers = [Watcher(server.address, service) for service in SERVICES]
     try:
         for watcher in watchers:
@@ -127,7 +127,7 @@ def test_stop_signal_drains_admitted_work_and_exits_zero(
     start_server: Callable[..., RunningServer], stop_signal: int
 ) -> None:
     server = start_server(workers="2", drain_grace_s="30", log_level="DEBUG")
-    workers = _workers(server, 2)
+    workers = worker_pids(server, 2)
     watcher = Watcher(server.address)
     watcher.wait_for(SERVING)
     smiles = [f"{'C' * n}O" for n in range(1, 21)]

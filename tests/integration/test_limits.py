@@ -18,7 +18,7 @@ from qulab.client import AsyncClient, Client
 from qulab.v1 import molecule_pb2
 from tests.conftest import RunningServer
 from tests.integration._status import failure_of
-from tests.integration.test_worker_faults import _workers
+from tests.integration._workers import worker_pids
 
 LIMITED = {
     "max_smiles_length": "40",
@@ -107,7 +107,7 @@ def test_stream_keeps_a_bounded_window_in_flight(
     server = start_server(
         workers="1", stream_window=str(window), batch_max_items="1", log_level="DEBUG", cache_mb="0"
     )
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     with Client(server.address, timeout=60) as client, ThreadPoolExecutor(1) as pool:
         os.kill(worker, signal.SIGSTOP)
         try:
@@ -135,7 +135,7 @@ async def test_a_flood_is_answered_never_cancelled(
     server = start_server(
         workers="1", queue_size="200", max_concurrent_rpcs="500", cache_mb="0", log_level="DEBUG"
     )
-    (worker,) = _workers(server, 1)
+    (worker,) = worker_pids(server, 1)
     os.kill(worker, signal.SIGSTOP)
     try:
         async with AsyncClient(server.address, timeout=120) as client:
