@@ -56,7 +56,14 @@ class _LogReader(threading.Thread):
 def running_server(settings: Mapping[str, str]) -> Iterator[ServerProcess]:
     """A started server with `settings` (QULAB_* names) on top of QULAB_PORT=0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
-    env.update({"QULAB_HOST": "127.0.0.1", "QULAB_PORT": "0", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "QULAB_HOST": "127.0.0.1",
+            "QULAB_PORT": "0",
+            "QULAB_METRICS_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "qulab.server"],

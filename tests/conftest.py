@@ -26,7 +26,14 @@ class RunningServer:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
-        full_env.update({"QULAB_PORT": "0", "QULAB_WORKERS": "2", "PYTHONUNBUFFERED": "1"})
+        full_env.update(
+            {
+                "QULAB_PORT": "0",
+                "QULAB_METRICS_PORT": "0",
+                "QULAB_WORKERS": "2",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         full_env.update(env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qulab.server"],

@@ -29,15 +29,20 @@ def main(argv: list[str] | None = None) -> None:
 
     from qulab.server import logs
     from qulab.server.app import serve
+    from qulab.server.telemetry import Tracing
 
     logs.configure(settings.log_level)
+    try:
+        tracing = Tracing.from_env(os.environ)  # the OTEL_* variables
+    except ValueError as exc:
+        sys.exit(f"qulab-server: bad setting: {exc}")
     try:
         if settings.event_loop == "uvloop":
             import uvloop
 
-            uvloop.run(serve(settings))
+            uvloop.run(serve(settings, tracing))
         else:
-            asyncio.run(serve(settings))
+            asyncio.run(serve(settings, tracing))
     except SettingsError as exc:  # a credentials or TLS file named by a setting
         sys.exit(f"qulab-server: bad setting: {exc}")
 

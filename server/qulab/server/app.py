@@ -24,12 +24,15 @@ from qulab.server.config import Settings, SettingsError
 from qulab.server.health import Health
 from qulab.server.interceptors import Interceptors
 from qulab.server.interceptors.roles import RolesFileError
+from qulab.server.metrics import Metrics
 from qulab.server.services._rpc import Rpc
 from qulab.server.services.molecules import SERVICE as MOLECULE_SERVICE
 from qulab.server.services.molecules import MoleculeServicer
 from qulab.server.services.spectra import SPECTRUM_SERVICE, UNIT_SERVICE, SpectrumServicer
 from qulab.server.services.structures import SERVICE as STRUCTURE_SERVICE
 from qulab.server.services.structures import StructureServicer
+from qulab.server.status import degradations
+from qulab.server.telemetry import Tracing
 from qulab.server.tls import server_credentials
 from qulab.server.workers.pool import WorkerPool
 
@@ -53,6 +56,8 @@ class Server:
     interceptors: Interceptors
     port: int
     background: list[asyncio.Task[None]]
+    tracing: Tracing | None = None
+    metrics_port: int | None = None
 
     async def reload_credentials(self, trigger: str) -> None:
         if self.interceptors.auth is not None:
@@ -79,11 +84,15 @@ class Server:
         # Health Watch streams never end by themselves; stop(0) ends them with the rest.
         await self.grpc_server.stop(0)
         await self.pool.close()
+        if self.tracing is not None:
+            # Export the last spans; the batch exporter blocks, so off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, self.tracing.shutdown)
         _log.info("stopped")
 
 
-async def start(settings: Settings) -> Server:
-    """Start serving; SettingsError when a credentials or TLS file does not load."""
+async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
+    """Start serving; SettingsError when a credentials or TLS file does not load.
+    `tracing` comes from the OTEL_* variables (`Tracing.from_env`); None is off."""
     try:
         interceptors = Interceptors.build(settings)
     except RolesFileError as exc:
@@ -92,7 +101,8 @@ async def start(settings: Settings) -> Server:
     health = Health(SERVICES)
     await health.set_serving(False)
     pool = WorkerPool(settings, on_serving_change=health.on_pool_change)
-    rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB), interceptors)
+    metrics = Metrics() if settings.metrics else None
+    rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB), interceptors, tracing, metrics)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -128,6 +138,10 @@ async def start(settings: Settings) -> Server:
     background = []
     if interceptors.auth is not None:
         background.append(asyncio.create_task(interceptors.auth.watch()))
+    started = Server(settings, server, pool, health, rpc, interceptors, port, background, tracing)
+    if metrics is not None:
+        metrics.watch(started, lambda: degradations(started))
+        started.metrics_port = metrics.serve(settings.host, settings.metrics_port)
     _log.info(
         "listening",
         extra={
@@ -138,14 +152,16 @@ async def start(settings: Settings) -> Server:
             "server_version": provenance.SERVER_VERSION,
             "tls": "mtls" if settings.tls_client_ca_file else "tls" if credentials else "off",
             "auth": "required" if interceptors.auth is not None else "off",
+            "metrics_port": started.metrics_port,
+            "tracing": tracing is not None,
         },
     )
-    return Server(settings, server, pool, health, rpc, interceptors, port, background)
+    return started
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, tracing: Tracing | None = None) -> None:
     """Run until SIGTERM or SIGINT, then drain and return. SIGHUP reloads credentials."""
-    server = await start(settings)
+    server = await start(settings, tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

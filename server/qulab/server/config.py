@@ -202,6 +202,14 @@ class Settings:
         64, "Result cache size per server (MiB); 0 disables it.", low=0, high=1 << 20
     )
     reflection: bool = _setting(True, "Serve gRPC server reflection.")
+    metrics: bool = _setting(True, "Serve Prometheus metrics on `QULAB_METRICS_PORT`.")
+    metrics_port: int = _setting(
+        9464,
+        "Port of the Prometheus endpoint (`/metrics`, on `QULAB_HOST`); 0 picks a free port "
+        "(logged at start).",
+        low=0,
+        high=65535,
+    )
     log_level: str = _setting("INFO", "Log level.", choices=_LOG_LEVELS)
     event_loop: str = _setting(
         "uvloop", "Event loop: `uvloop` (faster) or `asyncio`.", choices=("uvloop", "asyncio")

@@ -74,6 +74,8 @@ class Authenticator:
         self._client_certs = bool(settings.tls_client_ca_file)
         self._lock = aiorwlock.RWLock(fast=True)
         self._reloading = asyncio.Lock()
+        self.reloads_ok = 0
+        self.reloads_failed = 0
 
     @property
     def tables(self) -> AuthTables:
@@ -141,6 +143,7 @@ class Authenticator:
             try:
                 tables = await loop.run_in_executor(None, AuthTables.load, self._settings)
             except RolesFileError as exc:
+                self.reloads_failed += 1
                 _log.error(
                     "credentials not reloaded; the previous ones stay in force",
                     extra={"trigger": trigger, "reason": str(exc)},
@@ -148,6 +151,7 @@ class Authenticator:
                 return False
             async with self._lock.writer_lock:
                 self._tables = tables
+            self.reloads_ok += 1
         _log.info(
             "credentials reloaded",
             extra={

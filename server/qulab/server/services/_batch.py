@@ -76,7 +76,7 @@ async def encode_in_chunks(
         parameters,
         len(body),
     )
-    return rpc.respond(body, record, response_type)
+    return rpc.respond(call, body, record, response_type)
 
 
 def _merge(

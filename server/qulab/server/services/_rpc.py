@@ -42,6 +42,8 @@ from qulab.server.errors import (
 )
 from qulab.server.interceptors import Interceptors
 from qulab.server.logs import rpc_log
+from qulab.server.metrics import REJECTIONS, Metrics
+from qulab.server.telemetry import Tracing
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
 
@@ -104,11 +106,15 @@ class Rpc:
         pool: WorkerPool,
         cache: ResultCache,
         interceptors: Interceptors,
+        tracing: Tracing | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self._cache = cache
         self._interceptors = interceptors
+        self._tracing = tracing
+        self._metrics = metrics
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no call is in flight (the drain waits on it)
         self.idle.set()
@@ -150,13 +156,12 @@ class Rpc:
             requests: AsyncIterator[RequestT], context: Context
         ) -> AsyncIterator[bytes]:
             async with self._serving(context, method, None) as call:
-                messages = self._interceptors.messages(call, requests)
-                answered = 0
+                messages = self._interceptors.messages(call, _counted(call, requests))
                 async for response in handler(messages, context, call):
-                    answered += 1
+                    call.items += 1
                     yield response
                 # Each item logged its own line; this one is the stream's.
-                _log_outcome(call, "OK", items=answered)
+                _log_outcome(call, "OK", items=call.items)
 
         return grpc.stream_stream_rpc_method_handler(
             serve, request_deserializer=request_type.FromString, response_serializer=bytes
@@ -170,6 +175,12 @@ class Rpc:
         flight, refuse it while draining, run the interceptors, and turn whatever it raises
         into a status (the one error boundary)."""
         call = self._start(context, method, streaming=request is None)
+        if self._tracing is not None:
+            self._tracing.start(call, context)
+        series = self._metrics.method(call) if self._metrics is not None else None
+        if series is not None:
+            series.started.inc()
+        code, message = code_pb2.OK, ""
         self._enter()
         try:
             if self.draining:
@@ -177,12 +188,26 @@ class Rpc:
             await self._interceptors.admit(call, context)
             yield call
         except asyncio.CancelledError:  # the caller went away, or its deadline passed
+            code = code_pb2.CANCELLED
             _log_outcome(call, "CANCELLED")
             raise
         except Exception as exc:
-            await _abort(context, call, _as_error(exc, call), request)
+            error = _as_error(exc, call)
+            status = error.to_status()
+            code, message = status.code, status.message
+            if self._metrics is not None and code in REJECTIONS:
+                self._metrics.rejected.labels(code_pb2.Code.Name(code), error.reason).inc()
+            await _abort(context, call, error, status, request)
         finally:
             self._exit()
+            if series is not None:
+                series.handled(code).inc()
+                series.latency.observe((time.time_ns() - call.received_ns) / 1e9)
+                if call.streaming:
+                    series.received.inc(call.received)
+                    series.sent.inc(call.items)
+            if self._tracing is not None:
+                self._tracing.end(call, code, message)
 
     def _start(self, context: Context, method: str, streaming: bool) -> Call:
         received_ns = time.time_ns()
@@ -204,7 +229,7 @@ class Rpc:
         cached = self._cache.get(op, digest)
         if cached is not None:
             now = time.time_ns()
-            return ItemResult(
+            hit = ItemResult(
                 ok=True,
                 body=cached,
                 queue_ns=0,
@@ -214,11 +239,20 @@ class Rpc:
                 worker_pid=0,
                 cache_hit=True,
             )
+            self._observe_work(call, op, len(payload), hit)
+            return hit
         deadline = self._interceptors.deadlines.for_work(call)
         result = await self.pool.run(op, payload, deadline=deadline, wait=wait)
         if result.ok:
             self._cache.put(op, digest, result.body)
+        self._observe_work(call, op, len(payload), result)
         return result
+
+    def _observe_work(self, call: Call, op: str, input_size: int, result: ItemResult) -> None:
+        if self._metrics is not None:
+            self._metrics.record_work(op, result)
+        if self._tracing is not None:
+            self._tracing.record_work(call, op, input_size, result)
 
     async def answer(
         self,
@@ -235,7 +269,7 @@ class Rpc:
         if not result.ok:
             raise Reported.from_bytes(result.body)
         record = self.provenance(call, payload, [result], parameters, len(result.body))
-        return self.respond(result.body, record, response_type)
+        return self.respond(call, result.body, record, response_type)
 
     @staticmethod
     def provenance(
@@ -261,10 +295,12 @@ class Rpc:
             parameters=parameters,
             cache_hit=all(r.cache_hit for r in results),
             worker_pid=results[0].worker_pid,
+            trace_id=call.trace_id,
         )
 
     @staticmethod
     def respond(
+        call: Call,
         body: bytes,
         record: common_pb2.Provenance,
         response_type: type[Message],
@@ -273,6 +309,7 @@ class Rpc:
         """`body` with the provenance field appended, and the provenance logged."""
         fields = provenance.log_fields(record)
         fields["duration_ns"] = time.time_ns() - fields["received_ns"]
+        fields["span_id"] = call.span_id
         rpc_log.write({"code": code_pb2.Code.Name(code), **fields})
         return body + provenance.as_field(record, response_type)
 
@@ -287,6 +324,8 @@ def _log_outcome(call: Call, code: str, **extra: object) -> None:
             "request_id": call.request_id,
             "principal": call.principal,
             "duration_ns": time.time_ns() - call.received_ns,
+            "trace_id": call.trace_id,
+            "span_id": call.span_id,
             **extra,
         }
     )
@@ -304,8 +343,19 @@ def _as_error(exc: Exception, call: Call) -> QulabError:
     return error
 
 
-async def _abort(context: Context, call: Call, error: QulabError, request: Message | None) -> None:
-    status: status_pb2.Status = error.to_status()
+async def _counted(call: Call, requests: AsyncIterator[RequestT]) -> AsyncIterator[RequestT]:
+    async for request in requests:
+        call.received += 1
+        yield request
+
+
+async def _abort(
+    context: Context,
+    call: Call,
+    error: QulabError,
+    status: status_pb2.Status,
+    request: Message | None,
+) -> None:
     trailers: list[tuple[str, str | bytes]] = [
         (_STATUS_DETAILS_KEY, status.SerializeToString()),
         (_REQUEST_ID_KEY, call.request_id),

@@ -117,11 +117,17 @@ class MoleculeServicer:
                 len(result.body) if result.ok else 0,
             )
             if result.ok:
-                return self._rpc.respond(result.body, record, molecule_pb2.ParseMoleculeResponse)
+                return self._rpc.respond(
+                    call, result.body, record, molecule_pb2.ParseMoleculeResponse
+                )
             status = status_pb2.Status.FromString(result.body)
             failed = molecule_pb2.ParseMoleculeResponse(id=request.id, error=status)
             return self._rpc.respond(
-                failed.SerializeToString(), record, molecule_pb2.ParseMoleculeResponse, status.code
+                call,
+                failed.SerializeToString(),
+                record,
+                molecule_pb2.ParseMoleculeResponse,
+                status.code,
             )
         return molecule_pb2.ParseMoleculeResponse(id=request.id, error=status).SerializeToString()
 

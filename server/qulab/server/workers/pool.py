@@ -24,6 +24,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import math
 import multiprocessing
@@ -39,7 +40,7 @@ from qulab.server.errors import DeadlineExceeded, Internal, ResourceExhausted, U
 from qulab.server.workers import _wire
 from qulab.server.workers._process import worker_main
 
-__all__ = ["ItemResult", "WorkerPool"]
+__all__ = ["ItemResult", "PoolStats", "WorkerPool"]
 
 _log = logging.getLogger("qulab.pool")
 
@@ -63,6 +64,24 @@ class ItemResult:
     finished_ns: int
     worker_pid: int
     cache_hit: bool = False
+
+
+@dataclass(slots=True)
+class PoolStats:
+    """What happened to the pool since it started; read when metrics are scraped and by
+    GetServerInfo, never on the call path."""
+
+    replaced: int = 0  # workers started in place of one that exited
+    crashed: int = 0  # exits that failed an item (a signal, a bug in C++)
+    overran: int = 0  # workers killed for outliving a deadline
+    expired_in_queue: int = 0  # items dropped before they ran: their deadline had passed
+    replaced_at: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=64)
+    )  # time.monotonic() of recent replacements
+
+    def replaced_within(self, seconds: float) -> int:
+        since = time.monotonic() - seconds
+        return sum(1 for t in self.replaced_at if t >= since)
 
 
 class _Item:
@@ -139,10 +158,23 @@ class WorkerPool:
         self._item_ms = 1.0  # moving average of compute time, for retry estimates
         self._spawning: set[asyncio.Task[None]] = set()
         self._exiting: set[asyncio.Task[None]] = set()  # keeps exit handlers referenced
+        self.stats = PoolStats()
 
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def alive(self) -> int:
+        return len(self._workers)
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self._workers if w.pid]
 
     async def start(self) -> None:
         """Start every worker and wait until each has loaded the domain code."""
@@ -231,6 +263,7 @@ class WorkerPool:
             if item.future.done():
                 continue  # the caller went away
             if item.deadline <= now:
+                self.stats.expired_in_queue += 1
                 item.future.set_exception(
                     DeadlineExceeded("the deadline passed while the request was queued")
                 )
@@ -274,6 +307,7 @@ class WorkerPool:
                 extra={"worker_pid": worker.pid, "op": worker.batch[index].op},
             )
             worker.deadline_killed = True
+            self.stats.overran += 1
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
 
@@ -330,11 +364,14 @@ class WorkerPool:
                 self._queues[item.op].appendleft(item)
                 self._queued += 1
         if not self._closing:
+            self.stats.replaced += 1
+            self.stats.replaced_at.append(time.monotonic())
             self._start_replacement()
         await asyncio.get_running_loop().run_in_executor(None, worker.process.join, _STOP_TIMEOUT_S)
         if worker.process.exitcode is None:
             worker.process.kill()
         if error_id is not None:
+            self.stats.crashed += 1
             _log.error(
                 "worker crashed",
                 extra={
