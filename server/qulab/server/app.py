@@ -28,10 +28,12 @@ from qulab.server.metrics import Metrics
 from qulab.server.services._rpc import Rpc
 from qulab.server.services.molecules import SERVICE as MOLECULE_SERVICE
 from qulab.server.services.molecules import MoleculeServicer
+from qulab.server.services.server_info import SERVICE as SERVER_SERVICE
+from qulab.server.services.server_info import ServerInfoServicer
 from qulab.server.services.spectra import SPECTRUM_SERVICE, UNIT_SERVICE, SpectrumServicer
 from qulab.server.services.structures import SERVICE as STRUCTURE_SERVICE
 from qulab.server.services.structures import StructureServicer
-from qulab.server.status import degradations
+from qulab.server.status import ServerStatus
 from qulab.server.telemetry import Tracing
 from qulab.server.tls import server_credentials
 from qulab.server.workers.pool import WorkerPool
@@ -39,7 +41,7 @@ from qulab.server.workers.pool import WorkerPool
 __all__ = ["SERVICES", "Server", "serve"]
 
 _log = logging.getLogger("qulab.server")
-SERVICES = (MOLECULE_SERVICE, STRUCTURE_SERVICE, SPECTRUM_SERVICE, UNIT_SERVICE)
+SERVICES = (MOLECULE_SERVICE, STRUCTURE_SERVICE, SPECTRUM_SERVICE, UNIT_SERVICE, SERVER_SERVICE)
 _MIB = 1024 * 1024
 _HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -103,6 +105,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
     pool = WorkerPool(settings, on_serving_change=health.on_pool_change)
     metrics = Metrics() if settings.metrics else None
     rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB), interceptors, tracing, metrics)
+    status = ServerStatus(settings, pool, rpc, interceptors)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -122,6 +125,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
             MoleculeServicer(rpc).handler(),
             StructureServicer(rpc).handler(),
             *SpectrumServicer(rpc).handlers(),
+            ServerInfoServicer(rpc, status).handler(),
         ]
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
@@ -140,7 +144,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
         background.append(asyncio.create_task(interceptors.auth.watch()))
     started = Server(settings, server, pool, health, rpc, interceptors, port, background, tracing)
     if metrics is not None:
-        metrics.watch(started, lambda: degradations(started))
+        metrics.watch(status)
         started.metrics_port = metrics.serve(settings.host, settings.metrics_port)
     _log.info(
         "listening",

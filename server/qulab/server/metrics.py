@@ -35,11 +35,17 @@ through a child object looked up once per method or op.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from google.rpc import code_pb2
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -48,7 +54,7 @@ from qulab.server.call import Call
 from qulab.server.workers.pool import ItemResult
 
 if TYPE_CHECKING:
-    from qulab.server.app import Server
+    from qulab.server.status import ServerStatus
 
 __all__ = ["REJECTIONS", "Metrics"]
 
@@ -96,6 +102,7 @@ class _MethodSeries:
 
 class Metrics:
     def __init__(self) -> None:
+        disable_created_metrics()  # `*_created` series only double the exposition
         self.registry = CollectorRegistry()
         registry = self.registry
         self.started = Counter(
@@ -179,10 +186,10 @@ class Metrics:
         computed.observe(result.compute_ns / 1e9)
         (ok if result.ok else failed).inc()
 
-    def watch(self, server: Server, degradations: Callable[[], list[tuple[str, str]]]) -> None:
+    def watch(self, status: ServerStatus) -> None:
         """Export the server's state (pool, queue, auth reloads, degradation) at scrape
         time."""
-        self.registry.register(_StateCollector(server, degradations))
+        self.registry.register(_StateCollector(status))
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint (a thread); the port it listens on."""
@@ -191,12 +198,11 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    def __init__(self, server: Server, degradations: Callable[[], list[tuple[str, str]]]) -> None:
-        self._server = server
-        self._degradations = degradations
+    def __init__(self, status: ServerStatus) -> None:
+        self._status = status
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | InfoMetricFamily]:
-        server = self._server
+        server = self._status
         pool, stats = server.pool, server.pool.stats
         gauges = (
             ("qulab_rpcs_in_flight", "Calls being served now.", server.rpc.in_flight),
@@ -225,7 +231,7 @@ class _StateCollector(Collector):
         degraded = GaugeMetricFamily(
             "qulab_degraded", "1 while the server is degraded, by reason.", labels=("reason",)
         )
-        for reason, _ in self._degradations():
+        for reason, _ in server.degradations():
             degraded.add_metric((reason,), 1)
         yield degraded
         info = InfoMetricFamily("qulab_build", "The server's and its libraries' versions.")

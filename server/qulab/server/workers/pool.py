@@ -174,7 +174,8 @@ class WorkerPool:
 
     @property
     def worker_pids(self) -> list[int]:
-        return [w.pid for w in self._workers if w.pid]
+        # Also read by the metrics thread: copy the set first (one C call, under the GIL).
+        return [w.pid for w in list(self._workers) if w.pid]
 
     async def start(self) -> None:
         """Start every worker and wait until each has loaded the domain code."""
