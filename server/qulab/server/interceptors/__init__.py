@@ -1,9 +1,10 @@
 """What every QuLab RPC passes through before its servicer runs, in this order (outermost
 first; this is the one place the order is written):
 
-    observe    `services._rpc.Rpc`: request id, drain refusal, the error boundary (every
-               refusal below becomes a status with details), one JSON line per RPC
-               (the audit record); it runs the rest of the chain
+    tracing    `telemetry.Tracing`: the server span, opened first and closed last
+    observe    `services._rpc.Rpc`: request id, RPC metrics, drain refusal, the error
+               boundary (every refusal below becomes a status with details), one JSON
+               line per RPC (the audit record); it runs the rest of the chain
     auth       credentials -> principal and grant; RBAC by method        (`auth`, `roles`)
     ratelimit  the principal's token bucket; stream messages count one each  (`ratelimit`)
     deadline   refuse an expired call; default and cap the deadline          (`deadline`)
