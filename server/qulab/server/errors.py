@@ -210,7 +210,13 @@ class Reported(QulabError):
     """An error a worker process already turned into a `google.rpc.Status`."""
 
     def __init__(self, status: status_pb2.Status) -> None:
-        super().__init__(status.message)
+        reason = None
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+        super().__init__(status.message, reason=reason)
         self.status = status
         self.code = status.code  # type: ignore[misc]  # per instance, from the worker
 

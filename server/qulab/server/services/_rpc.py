@@ -42,7 +42,7 @@ from qulab.server.errors import (
 )
 from qulab.server.interceptors import Interceptors
 from qulab.server.logs import rpc_log
-from qulab.server.metrics import REJECTIONS, Metrics
+from qulab.server.metrics import REJECTIONS, Metrics, code_label
 from qulab.server.telemetry import Tracing
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
@@ -196,7 +196,7 @@ class Rpc:
             status = error.to_status()
             code, message = status.code, status.message
             if self._metrics is not None and code in REJECTIONS:
-                self._metrics.rejected.labels(code_pb2.Code.Name(code), error.reason).inc()
+                self._metrics.rejected.labels(code_label(code), error.reason).inc()
             await _abort(context, call, error, status, request)
         finally:
             self._exit()
@@ -206,6 +206,10 @@ class Rpc:
                 if call.streaming:
                     series.received.inc(call.received)
                     series.sent.inc(call.items)
+                else:  # as go-grpc-prometheus counts a unary call's messages
+                    series.received.inc()
+                    if code == code_pb2.OK:
+                        series.sent.inc()
             if self._tracing is not None:
                 self._tracing.end(call, code, message)
 
