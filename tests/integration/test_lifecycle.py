@@ -163,3 +163,11 @@ def test_stop_signal_drains_admitted_work_and_exits_zero(
     assert server.process.wait(60) == 0
     messages = [e.get("message") for e in server.logs]
     assert messages.index("draining") < messages.index("stopped")
+
+
+def test_sigterm_right_after_the_start_still_drains() -> None:
+    """The signal handlers are in place before "listening" is logged: a SIGTERM at once
+    drains (exit 0), not kills (-15)."""
+    running = RunningServer({})
+    assert running.stop() == 0
+    assert running.log_entries(message="stopped")

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
     logs.configure(settings.log_level)
     try:
-        tracing = Tracing.from_env(os.environ)  # the OTEL_* variables
+        tracing = Tracing.from_environment()  # the OTEL_* variables
     except ValueError as exc:
         sys.exit(f"qulab-server: bad setting: {exc}")
     try:

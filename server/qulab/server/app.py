@@ -164,19 +164,25 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
 
 
 async def serve(settings: Settings, tracing: Tracing | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return. SIGHUP reloads credentials."""
-    server = await start(settings, tracing)
+    """Run until SIGTERM or SIGINT, then drain and return. SIGHUP reloads credentials.
+
+    The handlers are installed before the start, so that a SIGTERM that arrives while the
+    server starts (or just after it logs "listening") still drains it rather than
+    killing it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    started: list[Server] = []
     reloads: set[asyncio.Task[None]] = set()
 
     def reload() -> None:
-        task = loop.create_task(server.reload_credentials("SIGHUP"))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        if started:  # before the start, the files are about to be read anyway
+            task = loop.create_task(started[0].reload_credentials("SIGHUP"))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    started.append(await start(settings, tracing))
     await stop.wait()
-    await server.drain()
+    await started[0].drain()

@@ -21,11 +21,13 @@ and the log line.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 
 from google.rpc import code_pb2
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -33,7 +35,8 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from qulab.server.call import Call, Context
+from qulab.server.call import Call
+from qulab.server.call import Context as ServicerContext
 from qulab.server.provenance import SERVER_VERSION
 from qulab.server.workers.pool import ItemResult
 
@@ -61,8 +64,10 @@ class Tracing:
         self._tracer = provider.get_tracer("qulab.server", SERVER_VERSION)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Tracing | None:
-        """Tracing as the OTEL_* variables ask, or None when they leave it off."""
+    def from_environment(cls) -> Tracing | None:
+        """Tracing as the OTEL_* variables ask, or None when they leave it off. Read from
+        `os.environ`, where the OpenTelemetry SDK reads the rest of them itself."""
+        env = os.environ
         exporter_name = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
         endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
             "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -81,13 +86,14 @@ class Tracing:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         return cls(provider)
 
-    def start(self, call: Call, context: Context) -> None:
+    def start(self, call: Call, context: ServicerContext) -> None:
         """Open the call's server span (`call.span`, `call.trace_id`)."""
         carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         service, _, method = call.method[1:].partition("/")
+        parent = propagate.extract(carrier)
         span = self._tracer.start_span(
             call.method[1:],
-            context=propagate.extract(carrier),
+            context=parent,
             kind=SpanKind.SERVER,
             start_time=call.received_ns,
             attributes={
@@ -99,7 +105,9 @@ class Tracing:
         )
         call.span = span
         span_context = span.get_span_context()
-        if span_context.is_valid:
+        # An id is worth reporting when spans are exported under it, or when it is the
+        # caller's (their own trace, even unsampled); a root left unsampled has neither.
+        if span_context.trace_flags.sampled or span_context.trace_id == _remote_trace(parent):
             call.trace_id = format(span_context.trace_id, "032x")
             call.span_id = format(span_context.span_id, "016x")
 
@@ -156,6 +164,11 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is still batched, then stop."""
         self._provider.shutdown()
+
+
+def _remote_trace(parent: Context) -> int | None:
+    span_context = trace.get_current_span(parent).get_span_context()
+    return span_context.trace_id if span_context.is_valid else None
 
 
 def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
