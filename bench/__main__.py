@@ -1,9 +1,9 @@
 """QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]
-[--only molecules|structures|spectra|security]`.
+[--only molecules|structures|spectra|security|observability]`.
 
 How to run: from the repository root, on an otherwise idle machine (the served
 benchmarks start their own server on 127.0.0.1 and a load generator beside it; everything
-stops by itself). The whole run takes two to three minutes on 2 cores; `--quick` is a
+stops by itself). The whole run takes about ten minutes on 2 cores; `--quick` is a
 smoke run of a few seconds per figure, not a measurement.
 
 How to read it: each row is the median of `--repeats` runs over the same molecules
@@ -39,6 +39,13 @@ as the molecule unary row does, from three servers started side by side: securit
 never refuses). They take turns, one timed run each per round (order rotated), for at
 least 7 rounds (2 with `--quick`; more with `--repeats`); each "on" row's ratio is to
 "off", and the goal is >= 0.85x with no errors.
+
+The observability benchmark (bench/results/observability.json, `bench.observability`) does
+the same with four servers: observability off (QULAB_METRICS=false, no tracing), metrics
+only, tracing at the default 10% sampling + metrics, and tracing at 100% (always_on) +
+metrics, the spans exported over OTLP/gRPC to a counting receiver in the bench process.
+Each row's ratio is to "off"; the goal is "tracing 100% + metrics" >= 0.9x. A line per row
+gives the spans received and the calls the server's metrics counted, against the calls sent.
 """
 
 from __future__ import annotations
@@ -49,12 +56,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import molecules, security, spectra, structures
+from bench import molecules, observability, security, spectra, structures
 from bench._corpus import corpus_path, unique_smiles
 from bench._environment import describe
 from bench._report import RESULTS, format_table, write_json
+from bench._rounds import MIN_ROUNDS, Config
 
-BENCHMARKS = ("molecules", "structures", "spectra", "security")
+BENCHMARKS = ("molecules", "structures", "spectra", "security", "observability")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         _spectra(args, environment)
     if args.only in (None, "security"):
         _security(args, environment)
+    if args.only in (None, "observability"):
+        _observability(args, environment)
 
 
 def _molecules(args: argparse.Namespace, environment: dict[str, Any], started: float) -> None:
@@ -234,13 +244,34 @@ def _spectra(args: argparse.Namespace, environment: dict[str, Any]) -> None:
     _report("spectra", spectra, config, result, environment, started, args.results)
 
 
-def _security(args: argparse.Namespace, environment: dict[str, Any]) -> None:
-    started = time.perf_counter()
-    config = security.Config(
+def _rounds_config(args: argparse.Namespace) -> Config:
+    return Config(
         smiles=unique_smiles(args.molecules),
-        rounds=2 if args.quick else max(args.repeats, security.MIN_ROUNDS),
+        rounds=2 if args.quick else max(args.repeats, MIN_ROUNDS),
         max_seconds=args.max_seconds,
     )
+
+
+def _molecules_counted(config: Config) -> dict[str, Any]:
+    """What the JSON says of a rounds benchmark's molecules: how many, from where."""
+    return {"smiles": len(config.smiles), "corpus": str(corpus_path())}
+
+
+def _print_paired_goal(name: str, goal: dict[str, Any], target: float, also: str) -> None:
+    """A goal line of a benchmark whose rows take turns (`bench._rounds`)."""
+    verdict = "met ✓" if goal["met"] else "missed ✗"
+    paired = goal["x_off_per_round"]
+    spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else "n/a"
+    print(
+        f"goal >= {target:g}x off, {name}: {goal['x_off']:.2f}x"
+        f" (per round: median {goal['x_off_per_round_median'] or 0:.2f}x, {spread}),"
+        f" {goal['errors']} errors, {also}, {verdict}"
+    )
+
+
+def _security(args: argparse.Namespace, environment: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    config = _rounds_config(args)
     print(
         f"security: {len(config.smiles):,} molecules from {corpus_path()}; {config.rounds}"
         f" rounds, the servers in turn; server settings {security.SERVER_SETTINGS}",
@@ -249,25 +280,49 @@ def _security(args: argparse.Namespace, environment: dict[str, Any]) -> None:
     result = security.run(config)
     print(format_table(result.rows))
     for name, goal in result.goal.items():
-        verdict = "met ✓" if goal["met"] else "missed ✗"
-        paired = goal["x_off_per_round"]
-        spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else "n/a"
+        anonymous = f"a call without credentials: {goal['anonymous_call']}"
+        _print_paired_goal(name, goal, security.GOAL, anonymous)
+    counted = _molecules_counted(config)
+    _report("security", security, config, result, environment, started, args.results, **counted)
+
+
+def _observability(args: argparse.Namespace, environment: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    config = _rounds_config(args)
+    print(
+        f"observability: {len(config.smiles):,} molecules from {corpus_path()};"
+        f" {config.rounds} rounds, the servers in turn; server settings"
+        f" {observability.SERVER_SETTINGS}; spans to an OTLP/gRPC receiver in this process",
+        flush=True,
+    )
+    result = observability.run(config)
+    print(format_table(result.rows))
+    for name, check in result.payload["checks"].items():
+        spans = ", ".join(f"{n} {k}" for k, n in check["spans"].items()) or "none"
         print(
-            f"goal >= {security.GOAL:g}x off, {name}: {goal['x_off']:.2f}x"
-            f" (per round: median {goal['x_off_per_round_median'] or 0:.2f}x, {spread}),"
-            f" {goal['errors']} errors, a call without credentials: {goal['anonymous_call']},"
-            f" {verdict}"
+            f"{name}: {check['calls']:,} calls; spans {spans} ({check['spans_per_call']:.2f}"
+            f" per call, {check['sampled_share']:.1%} of calls sampled); metrics counted"
+            f" {check['metrics_handled']} handled; as configured:"
+            f" {'yes' if check['as_configured'] else 'NO'}"
         )
+    receiver = result.payload["receiver"]
+    print(
+        f"span receiver: {receiver['requests']} exports, {receiver['cpu_s']:.2f} CPU s"
+        f" ({receiver['cpu_us_per_span']:.1f} µs per span)"
+    )
+    for name, goal in result.goal.items():
+        exported = f"{goal['spans_exported']:.1%} of its spans exported"
+        _print_paired_goal(name, goal, observability.GOAL, exported)
+    counted = _molecules_counted(config)
     _report(
-        "security",
-        security,
+        "observability",
+        observability,
         config,
         result,
         environment,
         started,
         args.results,
-        smiles=len(config.smiles),
-        corpus=str(corpus_path()),
+        **counted,
     )
 
 

@@ -156,12 +156,14 @@ async def closed_loop(
     return outcome
 
 
-def unary_call(method: str) -> Call:
-    """A call of the unary RPC `method` (the stub's attribute), one unit counted."""
+def unary_call(method: str, metadata: Sequence[tuple[str, str]] = ()) -> Call:
+    """A call of the unary RPC `method` (the stub's attribute) sending `metadata` (none
+    when empty), one unit counted."""
+    sent = tuple(metadata) or None
 
     async def call(stub: Any, request: Any, outcome: Outcome) -> None:
         try:
-            await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
+            await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S, metadata=sent)
         except grpc.aio.AioRpcError as error:
             outcome.add_error(1, error)
         else:

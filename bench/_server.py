@@ -55,7 +55,9 @@ class _LogReader(threading.Thread):
 @contextlib.contextmanager
 def running_server(settings: Mapping[str, str]) -> Iterator[ServerProcess]:
     """A started server with `settings` (QULAB_* names) on top of QULAB_PORT=0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
+    # Only the settings given: no QULAB_* and no OTEL_* from the shell (a stray OTLP
+    # endpoint would make every benchmark trace).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QULAB_", "OTEL_"))}
     env.update(
         {
             "QULAB_HOST": "127.0.0.1",

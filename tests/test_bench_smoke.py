@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import security, spectra, structures
+from bench import observability, security, spectra, structures
 from tests.conftest import ROOT
 
 
@@ -175,3 +175,42 @@ def test_quick_bench_reports_every_security_row(quick_results: Path) -> None:
         assert len(goal["x_off_per_round"]) == report["config"]["rounds"], name
         assert isinstance(goal["met"], bool), name
         assert "off" in rows[name]["ratios"], rows[name]["ratios"]
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_observability_row(quick_results: Path) -> None:
+    report = json.loads((quick_results / "observability.json").read_text())
+    for key in ("environment", "config", "servers", "checks", "receiver", "ratios", "goal", "rows"):
+        assert key in report, sorted(report)
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == list(observability.ROWS)
+    for row in report["rows"]:
+        assert row["value"] > 0, row["name"]
+        assert len(row["runs"]) == report["config"]["rounds"], row["name"]
+        assert _errors(row) == 0, row["runs"][0]["first_error"]
+    # Each server was what its row says: metrics counted every call it was sent, or were
+    # off; only the tracing rows exported spans, which the receiver got.
+    checks = report["checks"]
+    for name, check in checks.items():
+        assert check["as_configured"], (name, check)
+        assert check["calls"] > 0, name
+    assert checks[observability.OFF]["metrics_handled"] is None
+    assert checks[observability.METRICS]["spans"] == {}
+    for name in observability.TRACED:
+        assert set(checks[name]["spans"]) == {
+            "qulab.v1.MoleculeService/ParseMolecule",
+            "queue",
+            "compute",
+        }, checks[name]["spans"]
+    # Sampling: every call at always_on, about one in ten at the default.
+    all_on = checks[observability.ALL_ON]
+    assert all_on["sampled_share"] == 1.0, all_on
+    assert all_on["spans_per_call"] == observability.SPANS_PER_CALL, all_on
+    assert 0.03 < checks[observability.SAMPLED]["sampled_share"] < 0.2
+    assert report["receiver"]["requests"] > 0
+    for name in observability.ROWS[1:]:
+        assert report["ratios"][name]["x_off"] > 0, name
+        assert "off" in rows[name]["ratios"], rows[name]["ratios"]
+    goal = report["goal"][observability.ALL_ON]
+    assert len(goal["x_off_per_round"]) == report["config"]["rounds"]
+    assert isinstance(goal["met"], bool)
