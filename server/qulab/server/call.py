@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from qulab.server.interceptors.roles import Grant
+    from qulab.server.telemetry import _Traced
 
 __all__ = ["ANONYMOUS", "Call", "Context"]
 
@@ -31,9 +30,8 @@ class Call:
     # loop.time() seconds. A unary call's: the client's, or the default, capped. A stream's:
     # the client's, or None (each item of a stream has its own; see interceptors.deadline).
     deadline: float | None = None
-    span: Span | None = None  # the server span, when tracing is on
-    trace_id: str = ""  # 32 hex digits, when traced
+    traced: _Traced | None = None  # the span being recorded, when the call is sampled
+    trace_id: str = ""  # 32 hex digits, when sampled or the caller sent one
     span_id: str = ""
     items: int = 0  # stream messages answered
     received: int = 0  # stream messages read
-    work_spans: int = 0  # queue/compute child spans recorded so far
