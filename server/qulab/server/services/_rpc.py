@@ -42,7 +42,7 @@ from qulab.server.errors import (
 )
 from qulab.server.interceptors import Interceptors
 from qulab.server.logs import rpc_log
-from qulab.server.metrics import REJECTIONS, Metrics, code_label
+from qulab.server.metrics import REJECTIONS, Metrics
 from qulab.server.telemetry import Tracing
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
@@ -177,9 +177,7 @@ class Rpc:
         call = self._start(context, method, streaming=request is None)
         if self._tracing is not None:
             self._tracing.start(call, context)
-        series = self._metrics.method(call) if self._metrics is not None else None
-        if series is not None:
-            series.started.inc()
+        series = self._metrics.started(call) if self._metrics is not None else None
         code, message = code_pb2.OK, ""
         self._enter()
         try:
@@ -196,20 +194,13 @@ class Rpc:
             status = error.to_status()
             code, message = status.code, status.message
             if self._metrics is not None and code in REJECTIONS:
-                self._metrics.rejected.labels(code_label(code), error.reason).inc()
+                self._metrics.rejected(code, error.reason)
             await _abort(context, call, error, status, request)
         finally:
             self._exit()
             if series is not None:
-                series.handled(code).inc()
-                series.latency.observe((time.time_ns() - call.received_ns) / 1e9)
-                if call.streaming:
-                    series.received.inc(call.received)
-                    series.sent.inc(call.items)
-                else:  # as go-grpc-prometheus counts a unary call's messages
-                    series.received.inc()
-                    if code == code_pb2.OK:
-                        series.sent.inc()
+                seconds = (time.time_ns() - call.received_ns) / 1e9
+                Metrics.finished(series, call, code, seconds)
             if self._tracing is not None:
                 self._tracing.end(call, code, message)
 
