@@ -90,6 +90,8 @@ class Tracing:
         self._exporter = exporter
         self._methods: dict[str, tuple[bytes, bytes]] = {}  # name and constant attributes
         self._ops: dict[str, bytes] = {}
+        # The metadata keys the configured propagators read (traceparent, tracestate...).
+        self._fields = frozenset(propagate.get_global_textmap().fields)
 
     @classmethod
     def from_environment(cls) -> Tracing | None:
@@ -115,8 +117,14 @@ class Tracing:
 
     def start(self, call: Call, context: Context) -> None:
         """Decide whether the call is traced and name its span (`call.trace_id`, ...)."""
-        carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        parent = propagate.extract(carrier)
+        fields = self._fields
+        carrier = {
+            k: v
+            for k, v in context.invocation_metadata() or ()
+            if k in fields and isinstance(v, str)
+        }
+        # Most calls carry no trace context: skip the propagator's work for them.
+        parent = propagate.extract(carrier) if carrier else None
         remote = trace.get_current_span(parent).get_span_context()
         trace_id = remote.trace_id if remote.is_valid else random.getrandbits(128) or 1
         span_id = random.getrandbits(64) or 1
