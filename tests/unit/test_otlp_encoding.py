@@ -7,7 +7,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from qulab.server._otlp import encode_attributes, encode_request_prefix, encode_span
+from qulab.server._otlp import Attribute, encode_attributes, encode_request_prefix, encode_span
 
 TRACE = bytes(range(16))
 SPAN = bytes(range(100, 108))
@@ -84,3 +84,8 @@ def _len(data: bytes) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+@pytest.mark.parametrize("value", ["abc", "", 0, 7, 300, -1, True, False, 1.5])
+def test_a_prepared_attribute_encodes_like_the_general_path(value: object) -> None:
+    assert Attribute("k.e.y")(value) == encode_attributes({"k.e.y": value}, 9)  # type: ignore[arg-type,dict-item]

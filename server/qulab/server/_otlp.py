@@ -32,7 +32,13 @@ from collections.abc import Mapping
 
 import grpc
 
-__all__ = ["SpanExporter", "encode_attributes", "encode_request_prefix", "encode_span"]
+__all__ = [
+    "Attribute",
+    "SpanExporter",
+    "encode_attributes",
+    "encode_request_prefix",
+    "encode_span",
+]
 
 _log = logging.getLogger("qulab.telemetry")
 _FIXED64 = struct.Struct("<Q")
@@ -78,6 +84,19 @@ def encode_attributes(attributes: Mapping[str, AttributeValue], number: int) -> 
         _field_bytes(number, _field_bytes(1, key.encode()) + _field_bytes(2, _any_value(value)))
         for key, value in attributes.items()
     )
+
+
+class Attribute:
+    """One span attribute's key, encoded once; `Attribute(key)(value)` is the whole
+    Span.attributes entry for that value (a couple of concatenations a call)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = _field_bytes(1, key.encode())
+
+    def __call__(self, value: AttributeValue) -> bytes:
+        return _field_bytes(9, self._key + _field_bytes(2, _any_value(value)))
 
 
 def encode_span(

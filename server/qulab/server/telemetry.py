@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import SpanKind
 
-from qulab.server._otlp import SpanExporter, encode_attributes, encode_span
+from qulab.server._otlp import Attribute, SpanExporter, encode_attributes, encode_span
 from qulab.server.call import Call, Context
 from qulab.server.provenance import SERVER_VERSION
 from qulab.server.workers.pool import ItemResult
@@ -69,6 +69,13 @@ _SERVER, _INTERNAL = 2, 1  # OTLP SpanKind
 _SAMPLERS = ("always_on", "always_off", "traceidratio")
 _CACHE_HIT = encode_attributes({"qulab.cache_hit": True}, 9)
 _CACHE_MISS = encode_attributes({"qulab.cache_hit": False}, 9)
+_STATUS_CODE = Attribute("rpc.grpc.status_code")
+_REQUEST_ID = Attribute("qulab.request_id")
+_PRINCIPAL = Attribute("enduser.id")
+_ITEMS = Attribute("qulab.items")
+_INPUT_SIZE = Attribute("qulab.input_size_bytes")
+_WORKER_PID = Attribute("qulab.worker_pid")
+_OK = Attribute("qulab.ok")
 
 
 class _Traced:
@@ -148,13 +155,9 @@ class Tracing:
         if traced is None:
             return
         name, constant = self._method(call.method)
-        dynamic: dict[str, str | int] = {
-            "rpc.grpc.status_code": code,
-            "qulab.request_id": call.request_id,
-            "enduser.id": call.principal,
-        }
+        dynamic = _STATUS_CODE(code) + _REQUEST_ID(call.request_id) + _PRINCIPAL(call.principal)
         if call.items:
-            dynamic["qulab.items"] = call.items
+            dynamic += _ITEMS(call.items)
         server = encode_span(
             traced.trace_id,
             traced.span_id,
@@ -163,7 +166,7 @@ class Tracing:
             _SERVER,
             call.received_ns,
             time.time_ns(),
-            constant + encode_attributes(dynamic, 9),
+            constant + dynamic,
             error=message if code in SERVER_FAULTS else None,
         )
         self._exporter.add(server + b"".join(traced.children), 1 + len(traced.children))
@@ -176,16 +179,14 @@ class Tracing:
             return
         traced.count += 1
         child = traced.trace_id, traced.span_id
-        about_op = self._op(op) + encode_attributes({"qulab.input_size_bytes": input_size}, 9)
+        about_op = self._op(op) + _INPUT_SIZE(input_size)
         if result.cache_hit:
             hit = about_op + _CACHE_HIT
             traced.children.append(
                 self._child(*child, b"cache", result.started_ns, result.finished_ns, hit)
             )
             return
-        computed = about_op + encode_attributes(
-            {"qulab.worker_pid": result.worker_pid, "qulab.ok": result.ok}, 9
-        )
+        computed = about_op + _WORKER_PID(result.worker_pid) + _OK(result.ok)
         traced.children.append(
             self._child(
                 *child, b"queue", result.started_ns - result.queue_ns, result.started_ns, about_op
