@@ -18,8 +18,8 @@ the ratios paired).
   OTEL_TRACES_SAMPLER, so QuLab's default, parentbased_traceidratio 0.1 (the load
   generator sends no `traceparent`, so the ratio decides). What a deployment gets by
   setting an endpoint: every call reads its metadata for a parent and asks the sampler;
-  one in ten records its server span and the `queue` and `compute` children, which a
-  batch span processor exports from a thread of the server process.
+  one in ten records its server span and the `queue` and `compute` children, which the
+  server's export thread sends in batches (`qulab.server._otlp`).
 - "tracing 100% (always_on) + metrics": the same with OTEL_TRACES_SAMPLER=always_on, every
   call recorded and exported: the most observability costs. "All on"; the goal row.
 Goal: "all on" >= 0.9x "observability off", with no failed call and every row what it
@@ -39,8 +39,8 @@ Every row is checked to be what it says, as the security benchmark checks its se
 refuse a call without credentials: after the rounds each server's /metrics endpoint (found
 among the ports it listens on) must count every call as handled, or be absent with metrics
 off, and only the tracing rows may have spans. The "all on" row meets the goal only if
-every one of its calls was exported with its three spans (the span processor drops spans
-when its queue is full, which would make the row cheaper than 100% tracing).
+every one of its calls was exported with its three spans (the exporter drops spans when
+its queue is full, which would make the row cheaper than 100% tracing).
 
 OTEL_* variables of the shell never reach the servers (`running_server` leaves them out):
 each row's tracing is exactly its own settings.
