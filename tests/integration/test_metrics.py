@@ -19,6 +19,7 @@ import importlib.metadata
 import os
 import re
 import signal
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,6 +88,16 @@ def scrape(server: RunningServer) -> Exposition:
         return Exposition(answer.read().decode())
 
 
+def settled(server: RunningServer, in_flight: int = 0) -> Exposition:
+    """A scrape once `in_flight` calls remain: a call is counted just before it leaves
+    "in flight", which is just after its caller has the answer."""
+    deadline = time.monotonic() + 10
+    while (page := scrape(server)).value("qulab_rpcs_in_flight") != in_flight:
+        assert time.monotonic() < deadline, page.value("qulab_rpcs_in_flight")
+        time.sleep(0.02)
+    return page
+
+
 def _request(smiles: str, id: str = "") -> molecule_pb2.ParseMoleculeRequest:
     return molecule_pb2.ParseMoleculeRequest(smiles=smiles, id=id or smiles)
 
@@ -127,7 +138,7 @@ def test_rpc_and_work_series_count_the_traffic(
             assert code == grpc.StatusCode.INVALID_ARGUMENT
         answers = list(stub.ParseMolecules(iter(map(_request, STREAMED)), timeout=30))
         assert [a.id for a in answers] == STREAMED
-    page = scrape(server)
+    page = settled(server)
     invalid = len(INVALID_IN_WORKER) + len(INVALID_BY_RULES)
     calls = len(VALID) + invalid
 
@@ -196,7 +207,7 @@ def test_cache_hits_are_counted_instead_of_work(server: RunningServer) -> None:
     ]
 
     def counts() -> list[float]:
-        page = scrape(server)
+        page = settled(server)
         values = []
         for name, labels in names:
             present = {**op, **labels} in page.series(name)
@@ -222,7 +233,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
 
 def test_refusals_are_counted_by_code_and_reason(secured: RunningServer) -> None:
     def refusals() -> dict[tuple[str, str], float]:
-        page = scrape(secured)
+        page = settled(secured)
         return {
             (labels["grpc_code"], labels["reason"]): page.value("qulab_rejected_total", **labels)
             for labels in page.series("qulab_rejected_total")
@@ -261,7 +272,7 @@ def test_the_endpoint_serves_no_secret(secured: RunningServer) -> None:
         ):
             code = _refused(stub.ParseMolecule, _request("CCO"), metadata=metadata, timeout=30)
             assert code == grpc.StatusCode.UNAUTHENTICATED
-    page = scrape(secured)
+    page = settled(secured)
     unauthenticated = code_label(grpc.StatusCode.UNAUTHENTICATED)
     assert page.value("qulab_rejected_total", grpc_code=unauthenticated, reason="TOKEN_INVALID")
     # What the keys file holds (each key's SHA-256) is no more to be shown than the keys.
@@ -280,7 +291,7 @@ def test_a_killed_worker_is_a_restart_and_a_crash(
 ) -> None:
     server = start_server(workers="1", cache_mb="0", log_level="DEBUG")
     (worker,) = worker_pids(server, 1)
-    page = scrape(server)
+    page = settled(server)
     assert page.value("qulab_worker_restarts_total") == 0
     assert page.value("qulab_worker_crashes_total") == 0
     with _stub(server) as stub, ThreadPoolExecutor(1) as background:
@@ -293,7 +304,7 @@ def test_a_killed_worker_is_a_restart_and_a_crash(
         (replacement,) = worker_pids(server, 1)
         assert replacement != worker
         assert stub.ParseMolecule(_request("CCBr"), timeout=30).molecule.num_atoms == 3
-    page = scrape(server)
+    page = settled(server)
     assert page.value("qulab_worker_restarts_total") == 1
     assert page.value("qulab_worker_crashes_total") == 1
     assert page.value("qulab_worker_deadline_kills_total") == 0
@@ -335,17 +346,16 @@ def test_a_filling_queue_is_degraded_until_it_drains(
             server.wait_for_log(message="queued", count=capacity + 1)
             code = _refused(stub.ParseMolecule, _request("CCCCCCCCO"), timeout=30)
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            full = scrape(server)
+            full = settled(server, in_flight=capacity + 1)
             assert full.value("qulab_queue_depth") == capacity
             assert full.value("qulab_queue_capacity") == capacity
-            assert full.value("qulab_rpcs_in_flight") == capacity + 1
             assert full.value("qulab_degraded", reason="QUEUE_NEAR_CAPACITY") == 1
             refused = code_label(grpc.StatusCode.RESOURCE_EXHAUSTED)
             reason = "RESOURCE_EXHAUSTED"  # the queue's refusal: ErrorInfo's default reason
             assert full.value("qulab_rejected_total", grpc_code=refused, reason=reason) == 1
         for call in held:
             assert call.result(60).molecule.num_atoms > 0
-    drained = scrape(server)
+    drained = settled(server)
     assert drained.value("qulab_queue_depth") == 0
     assert drained.value("qulab_rpcs_in_flight") == 0
     assert drained.series("qulab_degraded") == []
@@ -374,7 +384,7 @@ def _promql_examples() -> list[str]:
 
 
 def test_the_docs_list_every_metric_with_its_type(server: RunningServer) -> None:
-    page = scrape(server)
+    page = settled(server)
     served = {
         (f"{name}_total" if family.type == "counter" else name): family.type
         for name, family in page.families.items()

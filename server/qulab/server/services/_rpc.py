@@ -197,12 +197,14 @@ class Rpc:
                 self._metrics.rejected(code, error.reason)
             await _abort(context, call, error, status, request)
         finally:
-            self._exit()
+            # Recorded before the call leaves "in flight": a scrape that sees no call in
+            # flight sees every call counted.
             if series is not None:
                 seconds = (time.time_ns() - call.received_ns) / 1e9
                 Metrics.finished(series, call, code, seconds)
             if self._tracing is not None:
                 self._tracing.end(call, code, message)
+            self._exit()
 
     def _start(self, context: Context, method: str, streaming: bool) -> Call:
         received_ns = time.time_ns()
