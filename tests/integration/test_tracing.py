@@ -17,6 +17,9 @@ import math
 import os
 import secrets
 import signal
+import socket
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 from tests.conftest import RunningServer
@@ -480,3 +484,51 @@ def test_spans_still_batched_are_exported_on_drain(
     # Exported before the process exited: the receiver stores a batch before answering it.
     in_trace = [s for s in http_receiver.spans if s.trace_id == caller.trace_id]
     assert sorted(s.name for s in in_trace) == sorted([PARSE, "queue", "compute"])
+
+
+def _spans_metric(server: RunningServer) -> dict[str, float]:
+    port = server.wait_for_log(message="listening")["metrics_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "qulab_spans"]
+    return {s.labels["outcome"]: s.value for s in family.samples}
+
+
+def test_spans_that_do_not_fit_the_queue_are_dropped_and_counted(
+    start_traced: Callable[[Mapping[str, str]], RunningServer], grpc_receiver: GrpcReceiver
+) -> None:
+    # Each call makes three spans; a queue of two can take none of them.
+    server = start_traced(
+        _env(grpc_receiver, OTEL_TRACES_SAMPLER="always_on", OTEL_BSP_MAX_QUEUE_SIZE="2")
+    )
+    with grpc.insecure_channel(server.address) as ch:
+        stub = molecule_pb2_grpc.MoleculeServiceStub(ch)
+        for i in range(4):
+            _parse(stub, "CCN", _request_id(f"dropped-{i}"))
+    assert _spans_metric(server) == {"exported": 0.0, "failed": 0.0, "dropped": 12.0}
+
+
+def test_spans_a_collector_does_not_take_are_counted_as_failed(
+    start_traced: Callable[[Mapping[str, str]], RunningServer],
+) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    server = start_traced(
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_TRACES_SAMPLER": "always_on",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+    )
+    with grpc.insecure_channel(server.address) as ch:
+        answer = _parse(molecule_pb2_grpc.MoleculeServiceStub(ch), "CCS", _request_id("lost"))
+    assert answer.molecule.canonical_smiles == "CCS"  # the service does not suffer
+    deadline = time.monotonic() + 20
+    while (counts := _spans_metric(server))["failed"] < 3:
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.05)
+    assert counts == {"exported": 0.0, "failed": 3.0, "dropped": 0.0}
+    assert server.wait_for_log(message="spans not exported")

@@ -173,8 +173,10 @@ class SpanExporter:
         self._queue: collections.deque[tuple[bytes, int]] = collections.deque()
         self._queued_spans = 0  # spans in the queue (updated by both threads: under the lock)
         self._lock = threading.Lock()
-        self.dropped = 0
-        self.exported = 0
+        # Read by the metrics at scrape time.
+        self.dropped = 0  # spans refused because the queue was full
+        self.exported = 0  # spans sent
+        self.failed = 0  # spans whose export failed (the collector unreachable...)
         self._wake = threading.Event()
         self._stopping = False
         self._channel: grpc.Channel | None = None
@@ -225,8 +227,9 @@ class SpanExporter:
         request = _field_bytes(1, self._resource + scope_spans)
         try:
             self._send(request)
-            self.exported += 1
+            self.exported += spans
         except Exception as exc:  # an unreachable collector must not hurt the service
+            self.failed += spans
             _log.warning(
                 "spans not exported", extra={"endpoint": self._endpoint, "reason": str(exc)}
             )

@@ -105,7 +105,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
     pool = WorkerPool(settings, on_serving_change=health.on_pool_change)
     metrics = Metrics() if settings.metrics else None
     rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB), interceptors, tracing, metrics)
-    status = ServerStatus(settings, pool, rpc, interceptors)
+    status = ServerStatus(settings, pool, rpc, interceptors, tracing)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -24,6 +24,9 @@ QuLab's own:
     qulab_rejected_total{grpc_code,reason}      calls refused before or instead of work
                                                 (auth, rate limit, full queue, draining...)
     qulab_credential_reloads_total{outcome}     credential reloads (ok, failed)
+    qulab_spans_total{outcome}                  trace spans exported, failed (collector
+                                                unreachable) or dropped (queue full);
+                                                only while tracing is on
     qulab_degraded{reason}                      1 while the server is degraded for `reason`
     qulab_build_info{version,...}               1, with the server's and libraries' versions
 
@@ -306,6 +309,13 @@ class _StateCollector(Collector):
         reloads.add_metric(("ok",), auth.reloads_ok if auth else 0)
         reloads.add_metric(("failed",), auth.reloads_failed if auth else 0)
         yield reloads
+        if server.tracing is not None:
+            spans = CounterMetricFamily("qulab_spans", "Trace spans by fate.", labels=("outcome",))
+            exporter = server.tracing.exporter
+            spans.add_metric(("exported",), exporter.exported)
+            spans.add_metric(("failed",), exporter.failed)
+            spans.add_metric(("dropped",), exporter.dropped)
+            yield spans
         degraded = GaugeMetricFamily(
             "qulab_degraded", "1 while the server is degraded, by reason.", labels=("reason",)
         )

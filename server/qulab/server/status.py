@@ -15,6 +15,7 @@ from qulab.server import provenance
 from qulab.server.config import Settings
 from qulab.server.interceptors import Interceptors
 from qulab.server.services._rpc import Rpc
+from qulab.server.telemetry import Tracing
 from qulab.server.workers.pool import WorkerPool
 from qulab.v1 import server_pb2
 
@@ -34,6 +35,7 @@ class ServerStatus:
     pool: WorkerPool
     rpc: Rpc
     interceptors: Interceptors
+    tracing: Tracing | None = None
     started_ns: int = field(default_factory=time.time_ns)
 
     def degradations(self) -> list[tuple[str, str]]:

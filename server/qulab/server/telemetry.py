@@ -228,6 +228,10 @@ class Tracing:
             found = self._methods[method] = (method[1:].encode(), constant)
         return found
 
+    @property
+    def exporter(self) -> SpanExporter:
+        return self._exporter
+
     def shutdown(self) -> None:
         """Export what is still queued, then stop."""
         self._exporter.shutdown()
