@@ -10,7 +10,7 @@ import grpc
 
 if TYPE_CHECKING:
     from qulab.server.interceptors.roles import Grant
-    from qulab.server.telemetry import _Traced
+    from qulab.server.telemetry import SpanRecord
 
 __all__ = ["ANONYMOUS", "Call", "Context"]
 
@@ -30,7 +30,7 @@ class Call:
     # loop.time() seconds. A unary call's: the client's, or the default, capped. A stream's:
     # the client's, or None (each item of a stream has its own; see interceptors.deadline).
     deadline: float | None = None
-    traced: _Traced | None = None  # the span being recorded, when the call is sampled
+    traced: SpanRecord | None = None  # the span being recorded, when the call is sampled
     trace_id: str = ""  # 32 hex digits, when sampled or the caller sent one
     span_id: str = ""
     items: int = 0  # stream messages answered

@@ -49,7 +49,7 @@ from qulab.server.call import Call, Context
 from qulab.server.provenance import SERVER_VERSION
 from qulab.server.workers.pool import ItemResult
 
-__all__ = ["SERVER_FAULTS", "Tracing"]
+__all__ = ["SERVER_FAULTS", "SpanRecord", "Tracing"]
 
 # The codes for which a server span's status is ERROR (OTel RPC semantic conventions).
 SERVER_FAULTS = frozenset(
@@ -78,7 +78,7 @@ _WORKER_PID = Attribute("qulab.worker_pid")
 _OK = Attribute("qulab.ok")
 
 
-class _Traced:
+class SpanRecord:
     """A sampled call's span ids and its children, encoded as they finish."""
 
     __slots__ = ("children", "count", "parent_id", "span_id", "trace_id")
@@ -146,7 +146,7 @@ class Tracing:
             call.span_id = format(span_id, "016x")
         if sampled:
             parent_id = remote.span_id.to_bytes(8, "big") if remote.is_valid else b""
-            call.traced = _Traced(
+            call.traced = SpanRecord(
                 trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big"), parent_id
             )
 
