@@ -253,3 +253,10 @@ def test_non_finite_or_boolean_rate_is_refused(tmp_path: Path, rate: str) -> Non
     text = '{"roles": {"r": {"methods": ["a.B/*"], "rate_per_s": %s}}}' % rate  # noqa: UP031
     with pytest.raises(RolesFileError, match="QULAB_ROLES_FILE"):
         _table(tmp_path, text)
+
+
+def test_a_binary_roles_file_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "roles.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(RolesFileError, match=r"^QULAB_ROLES_FILE: .* is not UTF-8 text"):
+        RoleTable.load(Settings(roles_file=str(path)))

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from qulab.server.config import Settings, SettingsError
@@ -44,7 +45,7 @@ class _Files:
             _certificates(ca, "QULAB_TLS_CLIENT_CA_FILE")
         try:
             private = serialization.load_pem_private_key(key, password=None)
-        except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # TypeError: encrypted
             raise ValueError(f"QULAB_TLS_KEY_FILE: not an unencrypted PEM key ({exc})") from None
         if _spki(private.public_key()) != _spki(chain[0].public_key()):
             raise ValueError(
@@ -60,7 +61,7 @@ class _Files:
         self._seen = now
         try:
             config = self.configuration()
-        except ValueError as exc:
+        except Exception as exc:  # called by gRPC core: nothing may escape
             _log.error(
                 "TLS files not reloaded; the previous ones stay in force",
                 extra={"reason": str(exc)},

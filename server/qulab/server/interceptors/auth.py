@@ -142,11 +142,14 @@ class Authenticator:
             loop = asyncio.get_running_loop()
             try:
                 tables = await loop.run_in_executor(None, AuthTables.load, self._settings)
-            except RolesFileError as exc:
+            except Exception as exc:
+                # A bad file (RolesFileError says what is wrong in it) or a bug: either way
+                # the previous tables stay, and the watcher lives on to try again.
                 self.reloads_failed += 1
+                reason = str(exc) if isinstance(exc, RolesFileError) else type(exc).__name__
                 _log.error(
                     "credentials not reloaded; the previous ones stay in force",
-                    extra={"trigger": trigger, "reason": str(exc)},
+                    extra={"trigger": trigger, "reason": reason},
                 )
                 return False
             async with self._lock.writer_lock:

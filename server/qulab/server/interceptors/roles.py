@@ -138,6 +138,8 @@ def read_json(path: str, setting: str) -> dict[str, Any]:
         raise RolesFileError(f"{setting}: cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:  # its message names line and column, not content
         raise RolesFileError(f"{setting}: {path} is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise RolesFileError(f"{setting}: {path} is not UTF-8 text") from None
     if not isinstance(data, dict):
         raise RolesFileError(f"{setting}: {path} must hold a JSON object")
     return data
