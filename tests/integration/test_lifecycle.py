@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -171,3 +174,24 @@ def test_sigterm_right_after_the_start_still_drains() -> None:
     running = RunningServer({})
     assert running.stop() == 0
     assert running.log_entries(message="stopped")
+
+
+@pytest.mark.parametrize("setting", ["QULAB_PORT", "QULAB_METRICS_PORT"])
+def test_a_port_in_use_stops_the_start_naming_its_setting(setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
+        env.update({"QULAB_PORT": "0", "QULAB_METRICS_PORT": "0", "QULAB_WORKERS": "1"})
+        env[setting] = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "qulab.server"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode != 0
+    assert setting in result.stderr
+    assert "Traceback" not in result.stderr

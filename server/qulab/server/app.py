@@ -133,19 +133,35 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
         reflection.enable_server_reflection(
             [*SERVICES, _HEALTH_SERVICE, reflection.SERVICE_NAME], server
         )
-    if credentials is None:
-        port = server.add_insecure_port(settings.address)
-    else:
-        port = server.add_secure_port(settings.address, credentials)
+    # Both ports are taken before any worker starts, so a port in use stops the start
+    # with its setting named, and nothing to clean up.
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, credentials)
+    except RuntimeError:  # gRPC says only "Failed to bind"
+        raise SettingsError(
+            f"QULAB_HOST/QULAB_PORT: cannot listen on {settings.address} (in use?)"
+        ) from None
+    metrics_port = None
+    if metrics is not None:
+        metrics.watch(status)
+        try:
+            metrics_port = metrics.serve(settings.host, settings.metrics_port)
+        except OSError as exc:
+            raise SettingsError(
+                f"QULAB_METRICS_PORT: cannot listen on {settings.host}:{settings.metrics_port}"
+                f" ({exc.strerror})"
+            ) from None
     await pool.start()
     await server.start()
     background = []
     if interceptors.auth is not None:
         background.append(asyncio.create_task(interceptors.auth.watch()))
-    started = Server(settings, server, pool, health, rpc, interceptors, port, background, tracing)
-    if metrics is not None:
-        metrics.watch(status)
-        started.metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    started = Server(
+        settings, server, pool, health, rpc, interceptors, port, background, tracing, metrics_port
+    )
     _log.info(
         "listening",
         extra={
