@@ -12,8 +12,8 @@ without a sampled parent (`parentbased_traceidratio`, 0.1) instead of the SDK's
 every-call default, and follows the caller's decision when there is one.
 
 The SDK decides (sampler), propagates (W3C trace context) and names the resource; the
-spans themselves are written by `_otlp`, which is ~20x cheaper per call than the SDK's
-span objects and exporter (measured; see there).
+spans themselves are written by `_otlp`: 14 µs a traced call in a tight loop, against
+~165 µs for the SDK's span objects and exporter (measured; see there).
 
 Each RPC (health and reflection are not: they never reach `services._rpc`) gets a SERVER
 span named `qulab.v1.Service/Method` with the RPC semantic-convention attributes, its
