@@ -170,7 +170,10 @@ class SpanExporter:
         self._batch = int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"))
         self._capacity = int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", "2048"))
         self._resource, self._scope = encode_request_prefix(resource, *scope)
-        self._queue: collections.deque[tuple[bytes, int]] = collections.deque()
+        # Encoded spans, and how many spans each entry holds: bytes and ints, which the
+        # cyclic garbage collector never walks (a deque of tuples would be).
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._counts: collections.deque[int] = collections.deque()
         self._queued_spans = 0  # spans in the queue (updated by both threads: under the lock)
         self._lock = threading.Lock()
         # Read by the metrics at scrape time.
@@ -191,7 +194,8 @@ class SpanExporter:
                 return
             self._queued_spans += count
             full = self._queued_spans >= self._batch
-        self._queue.append((spans, count))
+        self._counts.append(count)
+        self._queue.append(spans)
         if full:
             self._wake.set()
 
@@ -216,10 +220,9 @@ class SpanExporter:
     def _export_some(self) -> None:
         parts: list[bytes] = []
         spans = 0
-        while self._queue and spans < self._batch:
-            part, count = self._queue.popleft()
-            parts.append(part)
-            spans += count
+        while self._queue and spans < self._batch:  # counts are appended first
+            parts.append(self._queue.popleft())
+            spans += self._counts.popleft()
         with self._lock:
             self._queued_spans -= spans
         body = b"".join(parts)

@@ -79,16 +79,18 @@ _OK = Attribute("qulab.ok")
 
 
 class SpanRecord:
-    """A sampled call's span ids and its children, encoded as they finish."""
+    """A sampled call's span ids and its children, encoded as they finish (as one bytes
+    object: nothing here for the cyclic garbage collector to walk)."""
 
-    __slots__ = ("children", "count", "parent_id", "span_id", "trace_id")
+    __slots__ = ("children", "count", "items", "parent_id", "span_id", "trace_id")
 
     def __init__(self, trace_id: bytes, span_id: bytes, parent_id: bytes) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_id = parent_id
-        self.children: list[bytes] = []
-        self.count = 0
+        self.children = b""  # encoded child spans
+        self.count = 0  # child spans
+        self.items = 0  # pool items recorded
 
 
 class Tracing:
@@ -169,34 +171,31 @@ class Tracing:
             constant + dynamic,
             error=message if code in SERVER_FAULTS else None,
         )
-        self._exporter.add(server + b"".join(traced.children), 1 + len(traced.children))
+        self._exporter.add(server + traced.children, 1 + traced.count)
 
     def record_work(self, call: Call, op: str, input_size: int, result: ItemResult) -> None:
         """The `queue` and `compute` children of one pool item (or `cache` for a cache
         hit), from the times the worker reported."""
         traced = call.traced
-        if traced is None or traced.count >= _MAX_WORK_SPANS:
+        if traced is None or traced.items >= _MAX_WORK_SPANS:
             return
-        traced.count += 1
+        traced.items += 1
         child = traced.trace_id, traced.span_id
         about_op = self._op(op) + _INPUT_SIZE(input_size)
         if result.cache_hit:
             hit = about_op + _CACHE_HIT
-            traced.children.append(
-                self._child(*child, b"cache", result.started_ns, result.finished_ns, hit)
+            traced.children += self._child(
+                *child, b"cache", result.started_ns, result.finished_ns, hit
             )
+            traced.count += 1
             return
         computed = about_op + _WORKER_PID(result.worker_pid) + _OK(result.ok)
-        traced.children.append(
-            self._child(
-                *child, b"queue", result.started_ns - result.queue_ns, result.started_ns, about_op
-            )
+        traced.children += self._child(
+            *child, b"queue", result.started_ns - result.queue_ns, result.started_ns, about_op
+        ) + self._child(
+            *child, b"compute", result.started_ns, result.finished_ns, computed + _CACHE_MISS
         )
-        traced.children.append(
-            self._child(
-                *child, b"compute", result.started_ns, result.finished_ns, computed + _CACHE_MISS
-            )
-        )
+        traced.count += 2
 
     def _op(self, op: str) -> bytes:
         found = self._ops.get(op)
