@@ -32,6 +32,8 @@ from collections.abc import Mapping
 
 import grpc
 
+from qulab.server._protowire import length_delimited, varint
+
 __all__ = [
     "Attribute",
     "SpanExporter",
@@ -47,41 +49,23 @@ _GRPC_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 AttributeValue = str | bool | int | float
 
 
-_SMALL = [bytes([i]) for i in range(0x80)]  # a varint below 128 is its own byte
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return _SMALL[value]
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field_bytes(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
 def _any_value(value: AttributeValue) -> bytes:
     # AnyValue: 1 string_value, 2 bool_value, 3 int_value, 4 double_value
     if isinstance(value, bool):
         return b"\x10" + (b"\x01" if value else b"\x00")
     if isinstance(value, int):
-        return b"\x18" + _varint(value)
+        return b"\x18" + varint(value)
     if isinstance(value, float):
         return b"\x21" + struct.pack("<d", value)
-    return _field_bytes(1, value.encode())
+    return length_delimited(1, value.encode())
 
 
 def encode_attributes(attributes: Mapping[str, AttributeValue], number: int) -> bytes:
     """Repeated KeyValue field `number` (Span.attributes is 9, Resource.attributes 1)."""
     return b"".join(
-        _field_bytes(number, _field_bytes(1, key.encode()) + _field_bytes(2, _any_value(value)))
+        length_delimited(
+            number, length_delimited(1, key.encode()) + length_delimited(2, _any_value(value))
+        )
         for key, value in attributes.items()
     )
 
@@ -93,10 +77,10 @@ class Attribute:
     __slots__ = ("_key",)
 
     def __init__(self, key: str) -> None:
-        self._key = _field_bytes(1, key.encode())
+        self._key = length_delimited(1, key.encode())
 
     def __call__(self, value: AttributeValue) -> bytes:
-        return _field_bytes(9, self._key + _field_bytes(2, _any_value(value)))
+        return length_delimited(9, self._key + length_delimited(2, _any_value(value)))
 
 
 def encode_span(
@@ -116,15 +100,15 @@ def encode_span(
         b"\x0a\x10" + trace_id  # 1 trace_id
         + b"\x12\x08" + span_id  # 2 span_id
         + (b"\x22\x08" + parent_span_id if parent_span_id else b"")  # 4 parent_span_id
-        + _field_bytes(5, name)
-        + b"\x30" + _varint(kind)  # 6 kind
+        + length_delimited(5, name)
+        + b"\x30" + varint(kind)  # 6 kind
         + b"\x39" + _FIXED64.pack(start_ns)  # 7 start_time_unix_nano
         + b"\x41" + _FIXED64.pack(end_ns)  # 8 end_time_unix_nano
         + attributes  # 9 attributes
     )  # fmt: skip
     if error is not None:
-        body += _field_bytes(15, _field_bytes(2, error.encode()) + b"\x18\x02")  # 15 status
-    return _field_bytes(2, body)  # as ScopeSpans.spans (field 2)
+        body += length_delimited(15, length_delimited(2, error.encode()) + b"\x18\x02")  # 15 status
+    return length_delimited(2, body)  # as ScopeSpans.spans (field 2)
 
 
 def encode_request_prefix(
@@ -132,9 +116,9 @@ def encode_request_prefix(
 ) -> tuple[bytes, bytes]:
     """The constant parts around a batch of spans: (ResourceSpans.resource field,
     InstrumentationScope field of ScopeSpans)."""
-    resource_field = _field_bytes(1, encode_attributes(resource, 1))
-    scope = _field_bytes(1, scope_name.encode()) + _field_bytes(2, scope_version.encode())
-    return resource_field, _field_bytes(1, scope)
+    resource_field = length_delimited(1, encode_attributes(resource, 1))
+    scope = length_delimited(1, scope_name.encode()) + length_delimited(2, scope_version.encode())
+    return resource_field, length_delimited(1, scope)
 
 
 class SpanExporter:
@@ -226,8 +210,8 @@ class SpanExporter:
         with self._lock:
             self._queued_spans -= spans
         body = b"".join(parts)
-        scope_spans = _field_bytes(2, self._scope + body)
-        request = _field_bytes(1, self._resource + scope_spans)
+        scope_spans = length_delimited(2, self._scope + body)
+        request = length_delimited(1, self._resource + scope_spans)
         try:
             self._send(request)
             self.exported += spans

@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from qulab.server._protowire import length_delimited
 from qulab.server._version import __version__
 from qulab.v1 import common_pb2
 
@@ -101,21 +102,12 @@ def build(
     )
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def as_field(record: common_pb2.Provenance, response_type: type[Message]) -> bytes:
     """`record` plus the versions, serialized as the `provenance` field of `response_type`;
     appended to a serialized response, it sets that field."""
     inner = record.SerializeToString() + _CONSTANT
     number = response_type.DESCRIPTOR.fields_by_name["provenance"].number
-    return _varint(number << 3 | 2) + _varint(len(inner)) + inner  # wire type 2: bytes
+    return length_delimited(number, inner)
 
 
 def log_fields(p: common_pb2.Provenance) -> dict[str, Any]:
