@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ class Call:
     request_id: str
     received_ns: int  # time.time_ns() on arrival
     streaming: bool
+    # The caller's metadata, read once (auth and tracing look in it too).
+    metadata: Collection[tuple[str, str | bytes]] = ()
     principal: str = ANONYMOUS
     grant: Grant | None = None  # what the principal's roles allow (set by auth)
     # loop.time() seconds. A unary call's: the client's, or the default, capped. A stream's:

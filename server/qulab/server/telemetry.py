@@ -45,7 +45,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanKind
 
 from qulab.server._otlp import Attribute, SpanExporter, encode_attributes, encode_span
-from qulab.server.call import Call, Context
+from qulab.server.call import Call
 from qulab.server.provenance import SERVER_VERSION
 from qulab.server.workers.pool import ItemResult
 
@@ -124,14 +124,10 @@ class Tracing:
         exporter = SpanExporter(env, values, ("qulab.server", SERVER_VERSION))
         return cls(_sampler(env), exporter)
 
-    def start(self, call: Call, context: Context) -> None:
+    def start(self, call: Call) -> None:
         """Decide whether the call is traced and name its span (`call.trace_id`, ...)."""
         fields = self._fields
-        carrier = {
-            k: v
-            for k, v in context.invocation_metadata() or ()
-            if k in fields and isinstance(v, str)
-        }
+        carrier = {k: v for k, v in call.metadata if k in fields and isinstance(v, str)}
         # Most calls carry no trace context: skip the propagator's work for them.
         parent = propagate.extract(carrier) if carrier else None
         remote = trace.get_current_span(parent).get_span_context()

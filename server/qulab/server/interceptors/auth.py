@@ -85,7 +85,7 @@ class Authenticator:
         """Name the caller (`call.principal`, `call.grant`) and check that its grant allows
         the method."""
         async with self._lock.reader_lock:
-            principal, grant = self._identify(context, self._tables)
+            principal, grant = self._identify(call, context, self._tables)
         call.principal = principal
         call.grant = grant
         if not grant.allows(call.method):
@@ -95,9 +95,9 @@ class Authenticator:
                 metadata={"method": call.method[1:]},
             )
 
-    def _identify(self, context: Context, tables: AuthTables) -> tuple[str, Grant]:
+    def _identify(self, call: Call, context: Context, tables: AuthTables) -> tuple[str, Grant]:
         api_key = authorization = None
-        for key, value in context.invocation_metadata() or ():
+        for key, value in call.metadata:
             if key == _API_KEY:
                 api_key = value
             elif key == _AUTHORIZATION:

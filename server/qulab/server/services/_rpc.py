@@ -176,7 +176,7 @@ class Rpc:
         into a status (the one error boundary)."""
         call = self._start(context, method, streaming=request is None)
         if self._tracing is not None:
-            self._tracing.start(call, context)
+            self._tracing.start(call)
         series = self._metrics.started(call) if self._metrics is not None else None
         code, message = code_pb2.OK, ""
         self._enter()
@@ -208,11 +208,12 @@ class Rpc:
 
     def _start(self, context: Context, method: str, streaming: bool) -> Call:
         received_ns = time.time_ns()
+        metadata = context.invocation_metadata() or ()
         request_id = ""
-        for key, value in context.invocation_metadata() or ():
+        for key, value in metadata:
             if key == _REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value[:_MAX_REQUEST_ID]
-        return Call(method, request_id or uuid.uuid4().hex, received_ns, streaming)
+        return Call(method, request_id or uuid.uuid4().hex, received_ns, streaming, metadata)
 
     # -- computing -----------------------------------------------------------------------
 
