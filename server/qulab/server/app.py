@@ -23,7 +23,6 @@ from qulab.server.cache import ResultCache
 from qulab.server.config import Settings, SettingsError
 from qulab.server.health import Health
 from qulab.server.interceptors import Interceptors
-from qulab.server.interceptors.roles import RolesFileError
 from qulab.server.metrics import Metrics
 from qulab.server.services._rpc import Rpc
 from qulab.server.services.molecules import SERVICE as MOLECULE_SERVICE
@@ -95,10 +94,7 @@ class Server:
 async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
     """Start serving; SettingsError when a credentials or TLS file does not load.
     `tracing` comes from the OTEL_* variables (`Tracing.from_env`); None is off."""
-    try:
-        interceptors = Interceptors.build(settings)
-    except RolesFileError as exc:
-        raise SettingsError(str(exc)) from None
+    interceptors = Interceptors.build(settings)
     credentials = server_credentials(settings)
     health = Health(SERVICES)
     await health.set_serving(False)

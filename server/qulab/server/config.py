@@ -12,9 +12,10 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "settings_table"]
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "read_file", "settings_table"]
 
 ENV_PREFIX = "QULAB_"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -312,6 +313,15 @@ def _check_range(var: str, value: Any, f: dataclasses.Field[Any]) -> None:
         raise SettingsError(f"{var}={value!r}: must be between {low} and {high}")
     if choices and value not in choices:
         raise SettingsError(f"{var}={value!r}: must be one of {', '.join(choices)}")
+
+
+def read_file(path: str, setting: str, error: type[SettingsError] = SettingsError) -> bytes:
+    """The bytes of a file a setting names (credentials, keys, certificates); `error`
+    (a SettingsError) naming the setting when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise error(f"{setting}: cannot read {path}: {exc.strerror}") from None
 
 
 def settings_table() -> str:

@@ -10,7 +10,6 @@ configuration, and the log says why.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,7 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from qulab.server.config import Settings, SettingsError
+from qulab.server.config import Settings, SettingsError, read_file
 from qulab.server.watch import fingerprint
 
 __all__ = ["server_credentials"]
@@ -37,9 +36,9 @@ class _Files:
     def configuration(self) -> grpc.ServerCertificateConfiguration:
         """Read and check the files (gRPC would only say "failed to bind", or keep the
         old ones silently); OSError or ValueError naming the setting."""
-        cert = _read(self._cert, "QULAB_TLS_CERT_FILE")
-        key = _read(self._key, "QULAB_TLS_KEY_FILE")
-        ca = _read(self._ca, "QULAB_TLS_CLIENT_CA_FILE") if self._ca else None
+        cert = read_file(self._cert, "QULAB_TLS_CERT_FILE")
+        key = read_file(self._key, "QULAB_TLS_KEY_FILE")
+        ca = read_file(self._ca, "QULAB_TLS_CLIENT_CA_FILE") if self._ca else None
         chain = _certificates(cert, "QULAB_TLS_CERT_FILE")
         if ca is not None:
             _certificates(ca, "QULAB_TLS_CLIENT_CA_FILE")
@@ -85,13 +84,6 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         files.fetch,  # type: ignore[arg-type]  # gRPC documents None as "unchanged"
         require_client_authentication=bool(settings.tls_client_ca_file),
     )
-
-
-def _read(path: str, setting: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{setting}: cannot read {path}: {exc.strerror}") from None
 
 
 def _certificates(data: bytes, setting: str) -> list[x509.Certificate]:

@@ -49,7 +49,8 @@ class Interceptors:
 
     @classmethod
     def build(cls, settings: Settings) -> Interceptors:
-        """The chain `settings` ask for; RolesFileError when a credentials file is bad."""
+        """The chain `settings` ask for; RolesFileError (a SettingsError) when a
+        credentials file is bad."""
         auth = None
         if settings.auth == "none":
             _log.warning("authentication is off (QULAB_AUTH=none): every caller is admin")

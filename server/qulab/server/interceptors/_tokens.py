@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -25,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from qulab.server.config import Settings
+from qulab.server.config import Settings, read_file
 from qulab.server.errors import Unauthenticated
 from qulab.server.interceptors.roles import Grant, RolesFileError, RoleTable
 
@@ -69,7 +68,9 @@ class TokenVerifier:
             return None
         secret = None
         if settings.jwt_secret_file:
-            secret = _read(settings.jwt_secret_file, "QULAB_JWT_SECRET_FILE").strip()
+            secret = read_file(
+                settings.jwt_secret_file, "QULAB_JWT_SECRET_FILE", RolesFileError
+            ).strip()
             if len(secret) < 32:
                 raise RolesFileError(
                     "QULAB_JWT_SECRET_FILE: an HS256 secret needs at least 32 bytes"
@@ -173,15 +174,8 @@ def _refusal(exc: jwt.PyJWTError) -> Unauthenticated:
     return Unauthenticated("the bearer token is not valid", reason="TOKEN_INVALID")
 
 
-def _read(path: str, setting: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise RolesFileError(f"{setting}: cannot read {path}: {exc.strerror}") from None
-
-
 def _load_public_keys(path: str) -> list[_PublicKey]:
-    raw = _read(path, "QULAB_JWT_PUBLIC_KEYS")
+    raw = read_file(path, "QULAB_JWT_PUBLIC_KEYS", RolesFileError)
     keys: list[_PublicKey] = []
     if raw.lstrip().startswith(b"{"):
         try:

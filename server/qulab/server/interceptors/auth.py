@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import aiorwlock
 
 from qulab.server.call import Call, Context
-from qulab.server.config import Settings
+from qulab.server.config import Settings, SettingsError
 from qulab.server.errors import PermissionDenied, Unauthenticated
 from qulab.server.interceptors._keys import ApiKeys
 from qulab.server.interceptors._tokens import TokenVerifier
@@ -143,10 +143,10 @@ class Authenticator:
             try:
                 tables = await loop.run_in_executor(None, AuthTables.load, self._settings)
             except Exception as exc:
-                # A bad file (RolesFileError says what is wrong in it) or a bug: either way
-                # the previous tables stay, and the watcher lives on to try again.
+                # A bad file (the SettingsError says what is wrong in it) or a bug: either
+                # way the previous tables stay, and the watcher lives on to try again.
                 self.reloads_failed += 1
-                reason = str(exc) if isinstance(exc, RolesFileError) else type(exc).__name__
+                reason = str(exc) if isinstance(exc, SettingsError) else type(exc).__name__
                 _log.error(
                     "credentials not reloaded; the previous ones stay in force",
                     extra={"trigger": trigger, "reason": reason},

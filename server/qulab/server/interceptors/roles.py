@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qulab.server.config import Settings
+from qulab.server.config import Settings, SettingsError, read_file
 
 __all__ = ["BUILT_IN", "Grant", "Role", "RoleTable", "RolesFileError"]
 
@@ -32,7 +32,7 @@ _USER_METHODS = ("*/Parse*", "*/Encode*", "*/Write*", "*/Convert*", "qulab.v1.To
 _MAX_GRANT_CACHE = 4096
 
 
-class RolesFileError(ValueError):
+class RolesFileError(SettingsError):
     """A credentials or roles file is malformed; the message says where, never a secret."""
 
 
@@ -131,11 +131,9 @@ class RoleTable:
 
 
 def read_json(path: str, setting: str) -> dict[str, Any]:
+    raw = read_file(path, setting, RolesFileError)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise RolesFileError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+        data = json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as exc:  # its message names line and column, not content
         raise RolesFileError(f"{setting}: {path} is not JSON: {exc}") from None
     except UnicodeDecodeError:
