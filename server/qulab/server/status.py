@@ -38,8 +38,9 @@ class ServerStatus:
     tracing: Tracing | None = None
     started_ns: int = field(default_factory=time.time_ns)
 
-    def degradations(self) -> list[tuple[str, str]]:
-        """(reason, description) for each way the server is degraded now."""
+    def degradations(self, largest_worker: int | None = None) -> list[tuple[str, str]]:
+        """(reason, description) for each way the server is degraded now.
+        `largest_worker`: the largest worker's address space, when already read."""
         found: list[tuple[str, str]] = []
         settings, pool = self.settings, self.pool
         if self.rpc.draining:
@@ -62,7 +63,7 @@ class ServerStatus:
                 )
             )
         cap = settings.worker_memory_mb * _MIB
-        largest = max(worker_memory(pool.worker_pids), default=0)
+        largest = self.largest_worker() if largest_worker is None else largest_worker
         if cap and largest >= MEMORY_NEAR * cap:
             found.append(
                 (
@@ -80,8 +81,12 @@ class ServerStatus:
             )
         return found
 
+    def largest_worker(self) -> int:
+        return max(worker_memory(self.pool.worker_pids), default=0)
+
     def info(self) -> server_pb2.GetServerInfoResponse:
-        degradations = self.degradations()
+        largest = self.largest_worker()  # read /proc once for both uses
+        degradations = self.degradations(largest)
         pool, stats = self.pool, self.pool.stats
         if self.rpc.draining or not pool.alive:
             state = server_pb2.SERVER_STATE_NOT_SERVING
@@ -105,7 +110,7 @@ class ServerStatus:
                 crashes=stats.crashed,
                 deadline_kills=stats.overran,
                 memory_cap_bytes=self.settings.worker_memory_mb * _MIB,
-                largest_memory_bytes=max(worker_memory(pool.worker_pids), default=0),
+                largest_memory_bytes=largest,
             ),
             queue=server_pb2.QueueInfo(
                 depth=pool.queued,
