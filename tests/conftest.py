@@ -100,6 +100,22 @@ class RunningServer:
         return code
 
 
+def run_server_once(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m qulab.server` with these settings, run to its end: for starts that must
+    fail (a bad setting, a port in use). QULAB_METRICS_PORT=0 unless `env` says."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
+    full_env.update({"QULAB_PORT": "0", "QULAB_METRICS_PORT": "0", "QULAB_WORKERS": "1"})
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "qulab.server"],
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=_START_TIMEOUT_S,
+    )
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[RunningServer]:
     """One server shared by the tests that do not change its settings or its workers."""

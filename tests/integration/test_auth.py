@@ -5,9 +5,6 @@ and no secret in any log line."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc, units_pb2, units_pb2_grpc
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, run_server_once
 from tests.integration._credentials import auth_settings, token, write_roles
 from tests.integration._status import failure_of
 
@@ -203,21 +200,8 @@ def test_no_secret_is_logged(channel: grpc.Channel, secured: RunningServer) -> N
         assert secret not in logged
 
 
-def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
-    full.update({"QULAB_PORT": "0", "QULAB_WORKERS": "1", **env})
-    return subprocess.run(
-        [sys.executable, "-m", "qulab.server"],
-        env=full,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_a_public_address_without_credentials_does_not_start() -> None:
-    result = _start({"QULAB_HOST": "0.0.0.0"})
+    result = run_server_once({"QULAB_HOST": "0.0.0.0"})
     assert result.returncode != 0
     assert "QULAB_AUTH=none" in result.stderr
     assert "listening" not in result.stdout
@@ -225,7 +209,7 @@ def test_a_public_address_without_credentials_does_not_start() -> None:
 
 def test_a_broken_credentials_file_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "keys.json").write_text('{"keys": [{"principal": "x", "sha256": "abc"}]}')
-    result = _start({"QULAB_API_KEYS_FILE": str(tmp_path / "keys.json")})
+    result = run_server_once({"QULAB_API_KEYS_FILE": str(tmp_path / "keys.json")})
     assert result.returncode != 0
     assert "QULAB_API_KEYS_FILE" in result.stderr
     assert "listening" not in result.stdout

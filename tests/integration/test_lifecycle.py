@@ -6,8 +6,6 @@ import os
 import queue
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from bench._cpu import descendants
 from qulab.client import Client
 from qulab.v1 import molecule_pb2
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, run_server_once
 from tests.integration._status import failure_of
 from tests.integration._workers import is_forkserver, worker_pids
 
@@ -181,17 +179,7 @@ def test_a_port_in_use_stops_the_start_naming_its_setting(setting: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
-        env.update({"QULAB_PORT": "0", "QULAB_METRICS_PORT": "0", "QULAB_WORKERS": "1"})
-        env[setting] = str(taken.getsockname()[1])
-        result = subprocess.run(
-            [sys.executable, "-m", "qulab.server"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_server_once({setting: str(taken.getsockname()[1])})
     assert result.returncode != 0
     assert setting in result.stderr
     assert "Traceback" not in result.stderr

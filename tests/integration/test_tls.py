@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc, units_pb2, units_pb2_grpc
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, run_server_once
 from tests.integration._certs import (
     Issued,
     make_ca,
@@ -364,19 +361,6 @@ def test_rotation_to_a_mismatched_pair_is_logged_as_not_reloaded(
     assert not server.log_entries(message="TLS files reloaded")
 
 
-def _run_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
-    full_env.update({"QULAB_PORT": "0", "QULAB_WORKERS": "1", **env})
-    return subprocess.run(
-        [sys.executable, "-m", "qulab.server"],
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("files", "named"),
     [
@@ -392,7 +376,7 @@ def _run_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_incomplete_tls_settings_stop_the_server(
     pki: Pki, tmp_path: Path, files: dict[str, str], named: str
 ) -> None:
-    result = _run_server({var: str(tmp_path / name) for var, name in files.items()})
+    result = run_server_once({var: str(tmp_path / name) for var, name in files.items()})
     assert result.returncode != 0
     assert named in result.stderr
     assert "Traceback" not in result.stderr
@@ -404,7 +388,7 @@ def test_unreadable_certificate_stops_the_server(pki: Pki, tmp_path: Path, broke
     cert = tmp_path / "broken.crt"
     if broken == "not PEM":
         cert.write_bytes(b"this is not a certificate\n")
-    result = _run_server(
+    result = run_server_once(
         {"QULAB_TLS_CERT_FILE": str(cert), "QULAB_TLS_KEY_FILE": str(pki.server.key_file)}
     )
     assert result.returncode != 0
@@ -436,7 +420,7 @@ def test_unusable_pem_stops_the_server_with_its_setting(
         env["QULAB_TLS_CERT_FILE"] = str(truncated)
     else:
         env["QULAB_TLS_CLIENT_CA_FILE"] = str(truncated)
-    result = _run_server(env)
+    result = run_server_once(env)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert named in result.stderr
