@@ -19,8 +19,6 @@ import importlib.metadata
 import os
 import re
 import signal
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,13 +26,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 from tests.conftest import ROOT, RunningServer
 from tests.integration import _prometheus
 from tests.integration._credentials import HS256_SECRET, auth_settings, token
+from tests.integration._metrics import metrics_port, scrape, settled
 from tests.integration._status import failure_of
 from tests.integration._workers import worker_pids
 
@@ -51,51 +48,10 @@ ALICE_KEY = "qk_alice_metrics_0123456789"
 KEYS = {ALICE_KEY: ("alice", ["user"])}
 
 
-class Exposition:
-    """A parsed `/metrics` page: families by name, samples by name and exact labels."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.families = {f.name: f for f in text_string_to_metric_families(text)}
-        self._samples: list[Sample] = [s for f in self.families.values() for s in f.samples]
-
-    def value(self, name: str, **labels: str) -> float:
-        found = [s.value for s in self._samples if s.name == name and s.labels == labels]
-        assert len(found) == 1, (name, labels, self.series(name))
-        return found[0]
-
-    def series(self, name: str) -> list[dict[str, str]]:
-        return [s.labels for s in self._samples if s.name == name]
-
-
 def code_label(code: grpc.StatusCode) -> str:
     """How go-grpc-prometheus (Go's codes package) spells a code in `grpc_code`."""
     go_names = {grpc.StatusCode.OK: "OK", grpc.StatusCode.CANCELLED: "Canceled"}
     return go_names.get(code) or "".join(part.title() for part in code.name.split("_"))
-
-
-def metrics_port(server: RunningServer) -> int:
-    port = server.wait_for_log(message="listening")["metrics_port"]
-    assert isinstance(port, int), port
-    return port
-
-
-def scrape(server: RunningServer) -> Exposition:
-    url = f"http://127.0.0.1:{metrics_port(server)}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        assert answer.status == 200
-        assert answer.headers["Content-Type"].startswith("text/plain")
-        return Exposition(answer.read().decode())
-
-
-def settled(server: RunningServer, in_flight: int = 0) -> Exposition:
-    """A scrape once `in_flight` calls remain: a call is counted just before it leaves
-    "in flight", which is just after its caller has the answer."""
-    deadline = time.monotonic() + 10
-    while (page := scrape(server)).value("qulab_rpcs_in_flight") != in_flight:
-        assert time.monotonic() < deadline, page.value("qulab_rpcs_in_flight")
-        time.sleep(0.02)
-    return page
 
 
 def _request(smiles: str, id: str = "") -> molecule_pb2.ParseMoleculeRequest:

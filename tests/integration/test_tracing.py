@@ -19,7 +19,6 @@ import secrets
 import signal
 import socket
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
-from prometheus_client.parser import text_string_to_metric_families
 
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 from tests.conftest import RunningServer
+from tests.integration._metrics import scrape
 from tests.integration._otlp import GrpcReceiver, HttpReceiver, ReceivedSpan, Receiver
 from tests.integration._status import failure_of
 from tests.integration._workers import worker_pids
@@ -487,11 +486,11 @@ def test_spans_still_batched_are_exported_on_drain(
 
 
 def _spans_metric(server: RunningServer) -> dict[str, float]:
-    port = server.wait_for_log(message="listening")["metrics_port"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "qulab_spans"]
-    return {s.labels["outcome"]: s.value for s in family.samples}
+    page = scrape(server)
+    return {
+        labels["outcome"]: page.value("qulab_spans_total", **labels)
+        for labels in page.series("qulab_spans_total")
+    }
 
 
 def test_spans_that_do_not_fit_the_queue_are_dropped_and_counted(
