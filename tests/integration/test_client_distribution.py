@@ -3,6 +3,7 @@ environment without RDKit or the server, and talks to a real server from there."
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from tests.conftest import ROOT, RunningServer
 
 UV = Path(sys.executable).parent / "uv"
 _CALL = """
-import importlib.util, sys
-from qulab.client import Client, from_tensor
+import hashlib, importlib.util, sys
+from qulab.client import Client, from_tensor, service_config
 from qulab.v1 import molecule_pb2
 for absent in ("rdkit", "qulab.server"):
     assert importlib.util.find_spec(absent) is None, absent
@@ -26,6 +27,7 @@ with Client(sys.argv[1]) as qulab:
         encoding=molecule_pb2.MOLECULE_ENCODING_MACCS))
     print(from_tensor(encoded.features).shape)
     print(qulab.health())
+print(hashlib.sha256(service_config().encode()).hexdigest())
 """
 
 
@@ -45,3 +47,6 @@ def test_client_wheel_works_without_rdkit(server: RunningServer, tmp_path: Path)
     run(UV, "pip", "install", "--python", python, wheel)
     out = run(python, "-c", _CALL, server.address).split("\n")
     assert out[:3] == ["CCO", "(1, 167)", "1"], out
+    # The wheel carries the shared retry policy itself, not a link to it.
+    shared = (ROOT / "clients" / "service_config.json").read_bytes()
+    assert out[3] == hashlib.sha256(shared).hexdigest()

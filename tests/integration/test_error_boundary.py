@@ -61,7 +61,7 @@ async def test_a_bug_is_internal_with_a_logged_error_id(caplog: pytest.LogCaptur
     assert failure.code == grpc.StatusCode.INTERNAL
     assert failure.info is not None
     error_id = failure.info.metadata["error_id"]
-    wire = failure.message + repr(failure.status) + repr(failure.trailers)
+    wire = failure.message + repr(failure.details) + repr(failure.trailers)
     assert SECRET not in wire
     assert "Traceback" not in wire
     assert error_id in failure.message

@@ -28,7 +28,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
+from qulab.client import Client
 from qulab.v1 import molecule_pb2, molecule_pb2_grpc
 from tests.conftest import RunningServer
 from tests.integration._metrics import scrape
@@ -531,3 +533,20 @@ def test_spans_a_collector_does_not_take_are_counted_as_failed(
         time.sleep(0.05)
     assert counts == {"exported": 0.0, "failed": 3.0, "dropped": 0.0}
     assert server.wait_for_log(message="spans not exported")
+
+
+def test_the_python_client_carries_the_current_span(
+    traced: RunningServer, grpc_receiver: GrpcReceiver
+) -> None:
+    """The client's interceptor injects the caller's OpenTelemetry context: the server
+    span is a child of the span that was current when the client was called."""
+    tracer = TracerProvider().get_tracer("qulab-tests")
+    request = molecule_pb2.ParseMoleculeRequest(smiles="CCCO", id=_request_id("client"))
+    with Client(traced.address) as client, tracer.start_as_current_span("caller") as caller:
+        answer = client.parse_molecule(request)
+    context = caller.get_span_context()
+    trace_id = format(context.trace_id, "032x")
+    assert answer.provenance.trace_id == trace_id
+    span = _server_span(grpc_receiver, trace_id)
+    assert span.parent_span_id == format(context.span_id, "016x")
+    assert span.attributes["qulab.request_id"] == answer.provenance.request_id

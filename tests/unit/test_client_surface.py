@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
+import grpc
+
 import qulab.client
+import qulab.client.errors
 
 
 def test_public_names() -> None:
     assert sorted(qulab.client.__all__) == [
         "AsyncClient",
+        "CircuitBreaker",
         "Client",
+        "Credentials",
         "DEFAULT_TIMEOUT_S",
+        "QulabError",
         "__version__",
+        "api_key",
+        "bearer_token",
         "from_tensor",
+        "service_config",
+        "tls",
         "to_tensor",
     ]
     for name in qulab.client.__all__:
@@ -38,6 +49,33 @@ def test_client_methods() -> None:
     for cls in (qulab.client.Client, qulab.client.AsyncClient):
         public = {n for n in vars(cls) if not n.startswith("_")}
         assert public == expected, cls
+
+
+def test_client_constructor_options() -> None:
+    for cls in (qulab.client.Client, qulab.client.AsyncClient):
+        parameters = inspect.signature(cls).parameters
+        assert list(parameters) == [
+            "target",
+            "timeout",
+            "credentials",
+            "options",
+            "retries",
+            "breaker",
+        ], cls
+
+
+def test_one_exception_class_per_status_code() -> None:
+    by_code = {
+        cls.status_code: cls
+        for cls in vars(qulab.client.errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, qulab.client.errors.QulabError)
+        and cls.__bases__ == (qulab.client.errors.QulabError,)
+    }
+    assert set(by_code) == set(grpc.StatusCode) - {grpc.StatusCode.OK}
+    for code, cls in by_code.items():
+        assert cls.__name__.lower() == code.name.replace("_", "").lower()
+        assert issubclass(cls, grpc.RpcError)
 
 
 def test_client_imports_without_rdkit() -> None:

@@ -8,7 +8,20 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2
 
-from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options, health_check
+from qulab.client._options import (
+    DEFAULT_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
+    Guard,
+    Metadata,
+    RequestT,
+    ResponseT,
+    channel_options,
+    health_check,
+)
+from qulab.client.breaker import CircuitBreaker
+from qulab.client.credentials import Credentials
+from qulab.client.errors import QulabError, from_rpc_error
+from qulab.client.interceptors import async_interceptors
 from qulab.v1 import (
     molecule_pb2,
     molecule_pb2_grpc,
@@ -24,9 +37,10 @@ __all__ = ["AsyncClient"]
 
 
 class AsyncClient:
-    """A typed asyncio client for one QuLab server.
+    """A typed asyncio client for one QuLab server; retries, circuit breaker and errors
+    as for `Client`.
 
-    Every call has a deadline: `timeout` seconds (the client's default unless given).
+    Every unary call has a deadline: `timeout` seconds (the client's default unless given).
 
         async with AsyncClient("localhost:50051") as qulab:
             answer = await qulab.parse_molecule(ParseMoleculeRequest(smiles="CCO"))
@@ -37,21 +51,53 @@ class AsyncClient:
         target: str = "localhost:50051",
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
-        credentials: grpc.ChannelCredentials | None = None,
+        credentials: Credentials | None = None,
         options: Sequence[tuple[str, str | int]] = (),
+        retries: bool = True,
+        breaker: CircuitBreaker | bool = True,
     ) -> None:
-        opts = channel_options(options)
+        creds = credentials or Credentials()
+        creds.check_target(target)
+        opts = [*channel_options(options, retries=retries), *creds.channel_options()]
+        tls = creds.channel_credentials()
+        interceptors = async_interceptors(creds.metadata)
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, opts)
-            if credentials
-            else grpc.aio.insecure_channel(target, opts)
+            grpc.aio.secure_channel(target, tls, opts, interceptors=interceptors)
+            if tls
+            else grpc.aio.insecure_channel(target, opts, interceptors=interceptors)
         )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
         self._structures = structure_pb2_grpc.StructureServiceStub(self._channel)
         self._spectra = spectrum_pb2_grpc.SpectrumServiceStub(self._channel)
         self._units = units_pb2_grpc.UnitServiceStub(self._channel)
         self._health_check = health_check(self._channel)
+        self._guard = Guard(target, breaker)
         self.timeout = timeout
+
+    async def _unary(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        timeout: float | None,
+        metadata: Metadata,
+    ) -> ResponseT:
+        await self._admit()
+        try:
+            response = await method(
+                request, timeout=timeout or self.timeout, metadata=tuple(metadata)
+            )
+        except grpc.RpcError as error:
+            raise self._guard.failed(error) from None
+        self._guard.succeeded()
+        return response
+
+    async def _admit(self) -> None:
+        if self._guard.admit():
+            try:
+                status: int | None = await self.health(timeout=PROBE_TIMEOUT_S)
+            except QulabError:
+                status = None
+            self._guard.probed(status)
 
     async def parse_molecule(
         self,
@@ -61,9 +107,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> molecule_pb2.ParseMoleculeResponse:
         """Parse one molecule (MoleculeService.ParseMolecule)."""
-        return await self._molecules.ParseMolecule(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
+        return await self._unary(self._molecules.ParseMolecule, request, timeout, metadata)
 
     async def parse_molecules(
         self,
@@ -76,10 +120,17 @@ class AsyncClient:
         """Parse a stream of molecules; answers come in request order, each with its own
         `error` when it failed (MoleculeService.ParseMolecules). `timeout` covers the
         whole stream and defaults to none."""
+        await self._admit()
         source = aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
         call = self._molecules.ParseMolecules(source, timeout=timeout, metadata=tuple(metadata))
-        async for response in call:
-            yield response
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as error:
+            raise self._guard.failed(error) from None
+        finally:
+            call.cancel()  # when the caller stops early; a no-op once the call has ended
+        self._guard.succeeded()
 
     async def encode_molecule(
         self,
@@ -89,9 +140,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> molecule_pb2.EncodeMoleculeResponse:
         """Encode molecules as a feature matrix (MoleculeService.EncodeMolecule)."""
-        return await self._molecules.EncodeMolecule(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
+        return await self._unary(self._molecules.EncodeMolecule, request, timeout, metadata)
 
     async def parse_structure(
         self,
@@ -101,10 +150,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> structure_pb2.ParseStructureResponse:
         """Parse a CIF or POSCAR file (StructureService.ParseStructure)."""
-        response: structure_pb2.ParseStructureResponse = await self._structures.ParseStructure(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return await self._unary(self._structures.ParseStructure, request, timeout, metadata)
 
     async def write_structure(
         self,
@@ -114,10 +160,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> structure_pb2.WriteStructureResponse:
         """Write a structure as CIF or POSCAR text (StructureService.WriteStructure)."""
-        response: structure_pb2.WriteStructureResponse = await self._structures.WriteStructure(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return await self._unary(self._structures.WriteStructure, request, timeout, metadata)
 
     async def encode_structure(
         self,
@@ -127,10 +170,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> structure_pb2.EncodeStructureResponse:
         """Encode structures as a feature matrix (StructureService.EncodeStructure)."""
-        response: structure_pb2.EncodeStructureResponse = await self._structures.EncodeStructure(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return await self._unary(self._structures.EncodeStructure, request, timeout, metadata)
 
     async def parse_spectrum(
         self,
@@ -140,10 +180,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> spectrum_pb2.ParseSpectrumResponse:
         """Parse a JCAMP-DX file (SpectrumService.ParseSpectrum)."""
-        response: spectrum_pb2.ParseSpectrumResponse = await self._spectra.ParseSpectrum(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return await self._unary(self._spectra.ParseSpectrum, request, timeout, metadata)
 
     async def encode_spectrum(
         self,
@@ -153,10 +190,7 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> spectrum_pb2.EncodeSpectrumResponse:
         """Encode spectra as a fixed-length matrix (SpectrumService.EncodeSpectrum)."""
-        response: spectrum_pb2.EncodeSpectrumResponse = await self._spectra.EncodeSpectrum(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return await self._unary(self._spectra.EncodeSpectrum, request, timeout, metadata)
 
     async def convert_units(
         self,
@@ -166,17 +200,17 @@ class AsyncClient:
         metadata: Metadata = (),
     ) -> units_pb2.ConvertUnitsResponse:
         """Convert values between units (UnitService.ConvertUnits)."""
-        response: units_pb2.ConvertUnitsResponse = await self._units.ConvertUnits(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return await self._unary(self._units.ConvertUnits, request, timeout, metadata)
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> int:
         """The grpc.health.v1 status of `service` ("" = the whole server), a
         `HealthCheckResponse.ServingStatus` value (1 = SERVING)."""
-        response: health_pb2.HealthCheckResponse = await self._health_check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
-        )
+        try:
+            response: health_pb2.HealthCheckResponse = await self._health_check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
         return response.status
 
     async def close(self) -> None:

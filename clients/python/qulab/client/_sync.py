@@ -8,7 +8,20 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2
 
-from qulab.client._options import DEFAULT_TIMEOUT_S, Metadata, channel_options, health_check
+from qulab.client._options import (
+    DEFAULT_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
+    Guard,
+    Metadata,
+    RequestT,
+    ResponseT,
+    channel_options,
+    health_check,
+)
+from qulab.client.breaker import CircuitBreaker
+from qulab.client.credentials import Credentials
+from qulab.client.errors import QulabError, from_rpc_error
+from qulab.client.interceptors import MetadataInterceptor
 from qulab.v1 import (
     molecule_pb2,
     molecule_pb2_grpc,
@@ -26,7 +39,11 @@ __all__ = ["Client"]
 class Client:
     """A typed blocking client for one QuLab server.
 
-    Every call has a deadline: `timeout` seconds (the client's default unless given).
+    Every unary call has a deadline: `timeout` seconds (the client's default unless
+    given). Calls are retried on UNAVAILABLE and RESOURCE_EXHAUSTED as
+    clients/service_config.json says (`retries=False` turns that off); after repeated
+    UNAVAILABLE the circuit `breaker` fails calls fast until health says SERVING again
+    (`breaker=False` turns it off). A failed call raises a `qulab.client.errors.QulabError`.
 
         with Client("localhost:50051") as qulab:
             answer = qulab.parse_molecule(ParseMoleculeRequest(smiles="CCO"))
@@ -37,21 +54,51 @@ class Client:
         target: str = "localhost:50051",
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
-        credentials: grpc.ChannelCredentials | None = None,
+        credentials: Credentials | None = None,
         options: Sequence[tuple[str, str | int]] = (),
+        retries: bool = True,
+        breaker: CircuitBreaker | bool = True,
     ) -> None:
-        opts = channel_options(options)
-        self._channel = (
-            grpc.secure_channel(target, credentials, opts)
-            if credentials
-            else grpc.insecure_channel(target, opts)
+        creds = credentials or Credentials()
+        creds.check_target(target)
+        opts = [*channel_options(options, retries=retries), *creds.channel_options()]
+        tls = creds.channel_credentials()
+        self._raw_channel = (
+            grpc.secure_channel(target, tls, opts) if tls else grpc.insecure_channel(target, opts)
+        )
+        self._channel = grpc.intercept_channel(
+            self._raw_channel, MetadataInterceptor(creds.metadata)
         )
         self._molecules = molecule_pb2_grpc.MoleculeServiceStub(self._channel)
         self._structures = structure_pb2_grpc.StructureServiceStub(self._channel)
         self._spectra = spectrum_pb2_grpc.SpectrumServiceStub(self._channel)
         self._units = units_pb2_grpc.UnitServiceStub(self._channel)
         self._health_check = health_check(self._channel)
+        self._guard = Guard(target, breaker)
         self.timeout = timeout
+
+    def _unary(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        timeout: float | None,
+        metadata: Metadata,
+    ) -> ResponseT:
+        self._admit()
+        try:
+            response = method(request, timeout=timeout or self.timeout, metadata=tuple(metadata))
+        except grpc.RpcError as error:
+            raise self._guard.failed(error) from None
+        self._guard.succeeded()
+        return response
+
+    def _admit(self) -> None:
+        if self._guard.admit():
+            try:
+                status: int | None = self.health(timeout=PROBE_TIMEOUT_S)
+            except QulabError:
+                status = None
+            self._guard.probed(status)
 
     def parse_molecule(
         self,
@@ -61,10 +108,7 @@ class Client:
         metadata: Metadata = (),
     ) -> molecule_pb2.ParseMoleculeResponse:
         """Parse one molecule (MoleculeService.ParseMolecule)."""
-        response: molecule_pb2.ParseMoleculeResponse = self._molecules.ParseMolecule(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._molecules.ParseMolecule, request, timeout, metadata)
 
     def parse_molecules(
         self,
@@ -76,10 +120,17 @@ class Client:
         """Parse a stream of molecules; answers come in request order, each with its own
         `error` when it failed (MoleculeService.ParseMolecules). `timeout` covers the
         whole stream and defaults to none."""
-        responses: Iterator[molecule_pb2.ParseMoleculeResponse] = self._molecules.ParseMolecules(
+        self._admit()
+        call = self._molecules.ParseMolecules(
             iter(requests), timeout=timeout, metadata=tuple(metadata)
         )
-        return responses
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise self._guard.failed(error) from None
+        finally:
+            call.cancel()  # when the caller stops early; a no-op once the call has ended
+        self._guard.succeeded()
 
     def encode_molecule(
         self,
@@ -89,10 +140,7 @@ class Client:
         metadata: Metadata = (),
     ) -> molecule_pb2.EncodeMoleculeResponse:
         """Encode molecules as a feature matrix (MoleculeService.EncodeMolecule)."""
-        response: molecule_pb2.EncodeMoleculeResponse = self._molecules.EncodeMolecule(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._molecules.EncodeMolecule, request, timeout, metadata)
 
     def parse_structure(
         self,
@@ -102,10 +150,7 @@ class Client:
         metadata: Metadata = (),
     ) -> structure_pb2.ParseStructureResponse:
         """Parse a CIF or POSCAR file (StructureService.ParseStructure)."""
-        response: structure_pb2.ParseStructureResponse = self._structures.ParseStructure(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._structures.ParseStructure, request, timeout, metadata)
 
     def write_structure(
         self,
@@ -115,10 +160,7 @@ class Client:
         metadata: Metadata = (),
     ) -> structure_pb2.WriteStructureResponse:
         """Write a structure as CIF or POSCAR text (StructureService.WriteStructure)."""
-        response: structure_pb2.WriteStructureResponse = self._structures.WriteStructure(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._structures.WriteStructure, request, timeout, metadata)
 
     def encode_structure(
         self,
@@ -128,10 +170,7 @@ class Client:
         metadata: Metadata = (),
     ) -> structure_pb2.EncodeStructureResponse:
         """Encode structures as a feature matrix (StructureService.EncodeStructure)."""
-        response: structure_pb2.EncodeStructureResponse = self._structures.EncodeStructure(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._structures.EncodeStructure, request, timeout, metadata)
 
     def parse_spectrum(
         self,
@@ -141,10 +180,7 @@ class Client:
         metadata: Metadata = (),
     ) -> spectrum_pb2.ParseSpectrumResponse:
         """Parse a JCAMP-DX file (SpectrumService.ParseSpectrum)."""
-        response: spectrum_pb2.ParseSpectrumResponse = self._spectra.ParseSpectrum(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._spectra.ParseSpectrum, request, timeout, metadata)
 
     def encode_spectrum(
         self,
@@ -154,10 +190,7 @@ class Client:
         metadata: Metadata = (),
     ) -> spectrum_pb2.EncodeSpectrumResponse:
         """Encode spectra as a fixed-length matrix (SpectrumService.EncodeSpectrum)."""
-        response: spectrum_pb2.EncodeSpectrumResponse = self._spectra.EncodeSpectrum(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._spectra.EncodeSpectrum, request, timeout, metadata)
 
     def convert_units(
         self,
@@ -167,21 +200,21 @@ class Client:
         metadata: Metadata = (),
     ) -> units_pb2.ConvertUnitsResponse:
         """Convert values between units (UnitService.ConvertUnits)."""
-        response: units_pb2.ConvertUnitsResponse = self._units.ConvertUnits(
-            request, timeout=timeout or self.timeout, metadata=tuple(metadata)
-        )
-        return response
+        return self._unary(self._units.ConvertUnits, request, timeout, metadata)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> int:
         """The grpc.health.v1 status of `service` ("" = the whole server), a
         `HealthCheckResponse.ServingStatus` value (1 = SERVING)."""
-        response: health_pb2.HealthCheckResponse = self._health_check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
-        )
+        try:
+            response: health_pb2.HealthCheckResponse = self._health_check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
         return response.status
 
     def close(self) -> None:
-        self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> Client:
         return self
