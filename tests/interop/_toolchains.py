@@ -1,0 +1,167 @@
+"""Go and Node, for the tests of the generated Go and TypeScript clients.
+
+`scripts/proto.py` generates those clients and owns their pins and installs (the Go plugins
+built into `.tools/bin` from `clients/go/go.mod`, `npm ci` into
+`clients/typescript/node_modules`, each redone only when its pins change); it is loaded
+here by path, since `scripts/` is no package. When a toolchain is missing or an install
+fails, the tests are skipped with the reason, except under CI (the `CI` variable set),
+where they fail with it: there, a client nobody could test must not pass for a tested one.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import pytest
+from rdkit import Chem
+
+from tests.conftest import ROOT
+
+__all__ = [
+    "GO_MODULE",
+    "INSTALL_TIMEOUT_S",
+    "RUN_TIMEOUT_S",
+    "TS_PACKAGE",
+    "client_drift",
+    "example_lines",
+    "expected_example_lines",
+    "go",
+    "go_env",
+    "node",
+    "run",
+    "unavailable",
+]
+
+RUN_TIMEOUT_S = 420.0
+"""Bound on one build or test run; the first `go vet` compiles grpc-go (a minute or two on
+two cores with an empty build cache)."""
+
+
+def _load_proto_script() -> ModuleType:
+    path = ROOT / "scripts" / "proto.py"
+    spec = importlib.util.spec_from_file_location("_qulab_scripts_proto", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_proto = _load_proto_script()
+GO_MODULE: Path = _proto.GO_MODULE
+TS_PACKAGE: Path = _proto.TS_PACKAGE
+INSTALL_TIMEOUT_S: float = _proto.INSTALL_TIMEOUT_S
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip, or under CI fail, the test that needs the toolchain."""
+    if os.environ.get("CI"):
+        pytest.fail(f"client toolchain unavailable (CI is set): {reason}", pytrace=False)
+    pytest.skip(f"client toolchain unavailable: {reason}")
+
+
+def go() -> str:
+    """The go command."""
+    found: str | None = _proto.find_go()
+    if found is None:
+        unavailable(f"Go is not installed (looked for {', '.join(_proto.GO_CANDIDATES)})")
+    return found
+
+
+def go_env(**extra: str) -> dict[str, str]:
+    """The environment Go runs in for the clients (no toolchain download, read-only
+    go.mod), plus `extra`."""
+    env: dict[str, str] = _proto.go_env()
+    return {**env, **extra}
+
+
+def node() -> str:
+    """The node command, once clients/typescript/node_modules is installed."""
+    try:
+        path: str = _proto.find_node()[0]
+        _proto.ensure_node_modules()
+    except _proto.ToolchainUnavailable as why:
+        unavailable(str(why))
+    return path
+
+
+@functools.cache
+def _drift() -> tuple[str, ...] | str:
+    """The drifted generated files, or why they could not be generated (once per run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return tuple(_proto.client_drift(Path(tmp)))
+        except _proto.ToolchainUnavailable as why:
+            return str(why)
+
+
+def client_drift(prefix: str) -> list[str]:
+    """The generated files under `prefix` (e.g. "clients/go/") that differ from what
+    `make proto` would write now."""
+    drift = _drift()
+    if isinstance(drift, str):
+        unavailable(drift)
+    return [path for path in drift if path.startswith(prefix)]
+
+
+def run(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end, its stderr merged into its stdout; past `timeout`, stop it
+    and everything it started (compilers, test binaries) and fail the test."""
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"`{' '.join(argv)}` took over {timeout:.0f} s:\n{output}", pytrace=False)
+    return subprocess.CompletedProcess(list(argv), process.returncode, output)
+
+
+def _canonical(smiles: str) -> str:
+    return str(Chem.MolToSmiles(Chem.MolFromSmiles(smiles)))
+
+
+def expected_example_lines(invalid_argument: str) -> list[str]:
+    """What each client's example prints (`invalid_argument`: how its language names the
+    code), canonical SMILES as RDKit here writes them; the request id and the message of
+    the error are left out."""
+    aspirin = "CC(=O)Oc1ccccc1C(=O)O"
+    return [
+        f"aspirin: {_canonical(aspirin)} C9H8O4 BSYNRYMUTXBXSQ-UHFFFAOYSA-N",
+        f"ethanol: {_canonical('OCC')}",
+        f"benzene: {_canonical('C1=CC=CC=C1')}",
+        f"broken: {invalid_argument}:",
+        '  field "smiles": INVALID_SMILES',
+        f"caffeine: {_canonical('CN1C=NC2=C1C(=O)N(C(=O)N2C)C')}",
+    ]
+
+
+def example_lines(output: str) -> list[str]:
+    """The example's output, less what changes from run to run (see above)."""
+    lines = output.splitlines()
+    lines[0:1] = [re.sub(r" \(request \w+\)$", "", line) for line in lines[0:1]]
+    return [re.sub(r"^(broken: \w+:).*", r"\1", line) for line in lines]
