@@ -1,5 +1,5 @@
 """QuLab benchmarks: `make bench`, or `.venv/bin/python -m bench [--quick]
-[--only molecules|structures|spectra|security|observability]`.
+[--only molecules|structures|spectra|security|observability|ghz]`.
 
 How to run: from the repository root, on an otherwise idle machine (the served
 benchmarks start their own server on 127.0.0.1 and a load generator beside it; everything
@@ -46,6 +46,13 @@ only, tracing at the default 10% sampling + metrics, and tracing at 100% (always
 metrics, the spans exported over OTLP/gRPC to a counting receiver in the bench process.
 Each row's ratio is to "off"; the goal is "tracing 100% + metrics" >= 0.9x. A line per row
 gives the spans received and the calls the server's metrics counted, against the calls sent.
+
+The ghz benchmark (bench/results/ghz.json, `bench.ghz`) drives ParseMolecule with ghz, a
+load generator written in Go (built from the pins in tests/interop/tools/go.mod; skipped,
+with the reason, when Go is missing), closed loop at a few concurrencies over the same
+molecules, each sent at most once per run of at most 10 s (2 s with `--quick`): the rate
+and ghz's latency p50/p90/p99 per concurrency, and in the JSON ghz's summary of every run
+(status code and error distributions included).
 """
 
 from __future__ import annotations
@@ -56,13 +63,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import molecules, observability, security, spectra, structures
+from bench import ghz, molecules, observability, security, spectra, structures
 from bench._corpus import corpus_path, unique_smiles
 from bench._environment import describe
+from bench._gotools import Unavailable
 from bench._report import RESULTS, format_table, write_json
 from bench._rounds import MIN_ROUNDS, Config
 
-BENCHMARKS = ("molecules", "structures", "spectra", "security", "observability")
+BENCHMARKS = ("molecules", "structures", "spectra", "security", "observability", "ghz")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         _security(args, environment)
     if args.only in (None, "observability"):
         _observability(args, environment)
+    if args.only in (None, "ghz"):
+        _ghz(args, environment)
 
 
 def _molecules(args: argparse.Namespace, environment: dict[str, Any], started: float) -> None:
@@ -324,6 +334,37 @@ def _observability(args: argparse.Namespace, environment: dict[str, Any]) -> Non
         args.results,
         **counted,
     )
+
+
+def _ghz(args: argparse.Namespace, environment: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    config = ghz.Config(
+        smiles=unique_smiles(args.molecules),
+        repeats=args.repeats,
+        seconds=2.0 if args.quick else 10.0,
+    )
+    print(
+        f"ghz: {len(config.smiles):,} molecules from {corpus_path()}; {config.repeats} runs"
+        f" of at most {config.seconds:g} s at {', '.join(map(str, ghz.CONCURRENCIES))}"
+        f" concurrent; server settings {ghz.SERVER_SETTINGS}",
+        flush=True,
+    )
+    try:
+        result = ghz.run(config)
+    except Unavailable as why:
+        print(f"ghz: unavailable ({why}); skipped")
+        return
+    print(format_table(result.rows))
+    for summary in result.payload["runs"]:
+        # A run of a set duration ends with ghz's reason "timeout": its time was up.
+        ended = {"timeout": "time up"}.get(summary["endReason"], summary["endReason"])
+        print(
+            f"ghz {summary['concurrency']} concurrent: {summary['count']:,} calls,"
+            f" {summary['rps']:,.0f}/s, status {summary['statusCodeDistribution']},"
+            f" errors {summary['errorDistribution'] or 'none'}, ended: {ended}"
+        )
+    counted = {"smiles": len(config.smiles), "corpus": str(corpus_path())}
+    _report("ghz", ghz, config, result, environment, started, args.results, **counted)
 
 
 if __name__ == "__main__":

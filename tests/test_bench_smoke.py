@@ -5,6 +5,7 @@ in bench/, not in timed tests."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from bench import observability, security, spectra, structures
+from bench import ghz, observability, security, spectra, structures
+from bench._gotools import pinned_version
 from tests.conftest import ROOT
 
 
@@ -20,7 +22,7 @@ from tests.conftest import ROOT
 def quick_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One quick run of every benchmark, shared by the tests below."""
     results = tmp_path_factory.mktemp("bench")
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--results", str(results)],
         cwd=ROOT,
         check=True,
@@ -28,6 +30,7 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
         timeout=280,
     )
+    (results / "stdout.txt").write_text(done.stdout)
     return results
 
 
@@ -214,3 +217,40 @@ def test_quick_bench_reports_every_observability_row(quick_results: Path) -> Non
     goal = report["goal"][observability.ALL_ON]
     assert len(goal["x_off_per_round"]) == report["config"]["rounds"]
     assert isinstance(goal["met"], bool)
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_ghz_row(quick_results: Path) -> None:
+    path = quick_results / "ghz.json"
+    if not path.exists():  # the benchmark says why it skipped ghz (no Go, a failed build)
+        stdout = (quick_results / "stdout.txt").read_text().splitlines()
+        reason = next((line for line in stdout if line.startswith("ghz: unavailable")), "")
+        if os.environ.get("CI"):
+            pytest.fail(f"no ghz benchmark under CI: {reason or 'no reason given'}")
+        pytest.skip(reason or "no ghz.json")
+    report = json.loads(path.read_text())
+    for key in ("environment", "config", "server_settings", "load", "ghz", "runs", "rows"):
+        assert key in report, sorted(report)
+    assert report["ghz"]["version"] == pinned_version(ghz.GHZ_MODULE)
+    rows = [row["name"] for row in report["rows"]]
+    assert rows == [
+        ghz.row_name(concurrency) + suffix
+        for concurrency in ghz.CONCURRENCIES
+        for suffix in ("", ": p50", ": p90", ": p99")
+    ]
+    for row in report["rows"]:
+        assert row["value"] > 0, row["name"]
+        assert len(row["runs"]) == report["config"]["repeats"], row["name"]
+        assert _errors(row) == 0, row["runs"][0]["first_error"]
+    # ghz's own summaries: every call it counted was OK, and the rows quote its figures.
+    runs = report["runs"]
+    assert [run["concurrency"] for run in runs] == [
+        c for c in ghz.CONCURRENCIES for _ in range(report["config"]["repeats"])
+    ]
+    for run in runs:
+        assert run["count"] > 0
+        assert run["statusCodeDistribution"] == {"OK": run["count"]}, run["errorDistribution"]
+        assert not run["errorDistribution"]
+    first = report["rows"][0]["runs"][0]
+    assert first["count"] == runs[0]["count"]
+    assert first["detail"]["ghz_rps"] == runs[0]["rps"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVICE
 
-from qulab.server import provenance
+from qulab.server import provenance, reflection
 from qulab.server.cache import ResultCache
 from qulab.server.config import Settings, SettingsError
 from qulab.server.health import Health
@@ -126,9 +126,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.reflection:
-        reflection.enable_server_reflection(
-            [*SERVICES, _HEALTH_SERVICE, reflection.SERVICE_NAME], server
-        )
+        reflection.enable([*SERVICES, _HEALTH_SERVICE, REFLECTION_SERVICE], server)
     # Both ports are taken before any worker starts, so a port in use stops the start
     # with its setting named, and nothing to clean up.
     try:
