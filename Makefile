@@ -29,15 +29,15 @@ check: setup
 	$(PY) -m ruff check server clients/python tests bench scripts
 	$(PY) -m ruff format --check server clients/python tests bench scripts
 	$(PY) -m mypy server/qulab clients/python/qulab
-	$(PY) scripts/proto.py --lint
-	$(PY) scripts/proto.py --check
+	$(PY) -m scripts.proto --lint
+	$(PY) -m scripts.proto --check
 
 test: check
 	$(PY) -m pytest
 
 proto: setup
-	$(PY) scripts/proto.py --lint
-	$(PY) scripts/proto.py
+	$(PY) -m scripts.proto --lint
+	$(PY) -m scripts.proto
 
 bench: setup
 	$(PY) -m bench

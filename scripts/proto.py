@@ -1,9 +1,9 @@
 """Regenerate the code for protos/ (Python, Go, TypeScript) and lint the contract with buf.
 
-    python scripts/proto.py            regenerate clients/python/{qulab/v1,buf/validate}, then
+    python -m scripts.proto            regenerate clients/python/{qulab/v1,buf/validate}, then
                                        the Go and TypeScript clients (buf generate, buf.gen.yaml)
-    python scripts/proto.py --check    regenerate into a scratch folder; exit 1 on drift
-    python scripts/proto.py --lint     buf lint, and buf breaking against the contract as
+    python -m scripts.proto --check    regenerate into a scratch folder; exit 1 on drift
+    python -m scripts.proto --lint     buf lint, and buf breaking against the contract as
                                        it was at the commit in protos/BREAKING_BASELINE
     --python-only                      with either of the first two: leave Go and TypeScript be
 
@@ -29,18 +29,13 @@ says so when they are not; tests/interop checks them too, and fails under CI wit
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import filecmp
-import hashlib
 import importlib.resources
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from google.protobuf import (
@@ -49,6 +44,8 @@ from google.protobuf import (
     field_mask_pb2,
     timestamp_pb2,
 )
+
+from scripts import toolchains
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
@@ -73,24 +70,8 @@ CLIENT_EXTRA_PROTOS = ("google/rpc/error_details.proto", HEALTH_PROTO)
 CLIENT_PATHS = ("qulab", "buf/validate", *CLIENT_EXTRA_PROTOS)
 """What `buf generate` generates for; the plugins' `types` in buf.gen.yaml narrow it for Go."""
 
-TOOLS_DIR = ROOT / ".tools"
-TOOLS_BIN = TOOLS_DIR / "bin"
 GO_PLUGINS = ("protoc-gen-go", "protoc-gen-go-grpc")
-GO_CANDIDATES = ("go", "/usr/local/go/bin/go")
-NODE_MODULES = TS_PACKAGE / "node_modules"
-TS_PLUGIN = NODE_MODULES / ".bin" / "protoc-gen-ts_proto"
-GO_INSTALL_LOG = TOOLS_DIR / "client-plugins-install.log"
-NPM_INSTALL_LOG = TOOLS_DIR / "npm-ci.log"
-INSTALL_TIMEOUT_S = 300.0
-"""Bound on each install (`go install tool`, `npm ci`); both take seconds with warm caches."""
-_GO_STAMP = TOOLS_BIN / ".client-plugins.sha256"
-_NPM_STAMP = NODE_MODULES / ".qulab-npm-ci.sha256"
-_LOCK = TOOLS_DIR / ".clients.lock"
-
-
-class ToolchainUnavailable(Exception):
-    """Go, Node or npm is missing, or installing the pinned plugins failed; the message says
-    why."""
+TS_PLUGIN = TS_PACKAGE / "node_modules" / ".bin" / "protoc-gen-ts_proto"
 
 
 def _imports_descriptor_set(path: Path) -> None:
@@ -247,120 +228,16 @@ def lint() -> None:
             print(f"buf lint clean; no breaking change since {commit[:12]}")
 
 
-def find_go() -> str | None:
-    for candidate in GO_CANDIDATES:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
-
-
-def _digest(folder: Path, names: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update((folder / name).read_bytes())
-    return digest.hexdigest()
-
-
-def _stamped(stamp: Path, digest: str, outputs: Sequence[Path]) -> bool:
-    return all(p.is_file() for p in outputs) and stamp.is_file() and stamp.read_text() == digest
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """One install at a time: a `make proto` and a test run may start together."""
-    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
-    with _LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _run_logged(argv: Sequence[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
-    """Run an install command, its output to `log_path`, within INSTALL_TIMEOUT_S."""
-    what = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv))
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout can stop what it started too
-        )
-        try:
-            code = process.wait(INSTALL_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise ToolchainUnavailable(
-                f"`{what}` took over {INSTALL_TIMEOUT_S:.0f} s (log: {log_path})"
-            ) from None
-    if code != 0:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        raise ToolchainUnavailable(f"`{what}` exited {code} (log: {log_path}): " + " | ".join(tail))
-
-
-def go_env() -> dict[str, str]:
-    """The environment every Go command of the clients runs in."""
-    return {
-        **os.environ,
-        "GOTOOLCHAIN": "local",  # never download another Go toolchain
-        "GOFLAGS": "-mod=readonly",  # build exactly what go.mod and go.sum pin
-    }
-
-
 def ensure_go_plugins() -> Path:
-    """TOOLS_BIN, holding protoc-gen-go and protoc-gen-go-grpc as clients/go/go.mod pins them
-    (built now if not)."""
-    digest = _digest(GO_MODULE, ("go.mod", "go.sum"))
-    outputs = [TOOLS_BIN / name for name in GO_PLUGINS]
-    if _stamped(_GO_STAMP, digest, outputs):
-        return TOOLS_BIN
-    go = find_go()
-    if go is None:
-        raise ToolchainUnavailable(f"Go is not installed (looked for {', '.join(GO_CANDIDATES)})")
-    with _locked():
-        if not _stamped(_GO_STAMP, digest, outputs):  # unless built while we waited
-            TOOLS_BIN.mkdir(parents=True, exist_ok=True)
-            env = {**go_env(), "GOBIN": str(TOOLS_BIN)}
-            _run_logged([go, "install", "tool"], GO_MODULE, env, GO_INSTALL_LOG)
-            missing = [p.name for p in outputs if not p.is_file()]
-            if missing:
-                raise ToolchainUnavailable(f"`go install tool` did not produce {missing}")
-            _GO_STAMP.write_text(digest)
-    return TOOLS_BIN
-
-
-def find_node() -> tuple[str, str]:
-    """The paths of node and npm."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
-        raise ToolchainUnavailable(f"{' and '.join(missing)} not found on PATH")
-    return node, npm
+    """TOOLS_BIN, holding protoc-gen-go and protoc-gen-go-grpc as clients/go/go.mod pins
+    them (built now if not)."""
+    return toolchains.install_go_tools(GO_MODULE, GO_PLUGINS, "client-plugins")
 
 
 def ensure_node_modules() -> Path:
     """clients/typescript/node_modules, installed with `npm ci` from package-lock.json
     (now, if the lock file changed since the last install)."""
-    digest = _digest(TS_PACKAGE, ("package.json", "package-lock.json"))
-    if _stamped(_NPM_STAMP, digest, [TS_PLUGIN]):
-        return NODE_MODULES
-    _, npm = find_node()
-    with _locked():
-        if not _stamped(_NPM_STAMP, digest, [TS_PLUGIN]):
-            # No install scripts: nothing here needs one (TypeScript's compiler comes as a
-            # platform package), and a registry package's script is code we did not pin.
-            argv = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
-            _run_logged(argv, TS_PACKAGE, dict(os.environ), NPM_INSTALL_LOG)
-            if not TS_PLUGIN.is_file():
-                raise ToolchainUnavailable(f"`npm ci` did not install {TS_PLUGIN}")
-            _NPM_STAMP.write_text(digest)
-    return NODE_MODULES
+    return toolchains.install_npm_packages(TS_PACKAGE, TS_PLUGIN, "typescript-npm-ci")
 
 
 def generate_clients(out: Path, scratch: Path) -> None:
@@ -404,7 +281,7 @@ def _check(scratch: Path, python_only: bool) -> None:
     if not python_only:
         try:
             drift += client_drift(scratch)
-        except ToolchainUnavailable as why:
+        except toolchains.ToolchainUnavailable as why:
             print(
                 f"Go and TypeScript clients not checked here: {why} "
                 "(tests/interop checks them, and fails under CI without the toolchains)",
@@ -439,7 +316,7 @@ def main() -> None:
             if not args.python_only:
                 try:
                     generate_clients(ROOT, scratch)
-                except ToolchainUnavailable as why:
+                except toolchains.ToolchainUnavailable as why:
                     sys.exit(
                         f"Python regenerated; Go and TypeScript not: {why} "
                         "(install them, or pass --python-only)"

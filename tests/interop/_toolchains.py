@@ -1,17 +1,16 @@
-"""Go and Node, for the tests of the generated Go and TypeScript clients.
+"""Go and Node, for the tests of the generated Go and TypeScript clients and of the Go
+tools (tests/interop/conftest.py).
 
-`scripts/proto.py` generates those clients and owns their pins and installs (the Go plugins
-built into `.tools/bin` from `clients/go/go.mod`, `npm ci` into
-`clients/typescript/node_modules`, each redone only when its pins change); it is loaded
-here by path, since `scripts/` is no package. When a toolchain is missing or an install
-fails, the tests are skipped with the reason, except under CI (the `CI` variable set),
-where they fail with it: there, a client nobody could test must not pass for a tested one.
+`scripts.proto` generates those clients and owns their pins (the Go plugins from
+`clients/go/go.mod`, ts-proto from `clients/typescript/package-lock.json`), installed by
+`scripts.toolchains`. When a toolchain is missing or an install fails, the tests are
+skipped with the reason, except under CI (the `CI` variable set), where they fail with it:
+there, a client nobody could test must not pass for a tested one.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import re
 import signal
@@ -19,13 +18,13 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import NoReturn
 
 import pytest
 from rdkit import Chem
 
-from tests.conftest import ROOT
+from scripts import proto, toolchains
+from scripts.toolchains import INSTALL_TIMEOUT_S
 
 __all__ = [
     "GO_MODULE",
@@ -47,20 +46,8 @@ RUN_TIMEOUT_S = 420.0
 two cores with an empty build cache)."""
 
 
-def _load_proto_script() -> ModuleType:
-    path = ROOT / "scripts" / "proto.py"
-    spec = importlib.util.spec_from_file_location("_qulab_scripts_proto", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_proto = _load_proto_script()
-GO_MODULE: Path = _proto.GO_MODULE
-TS_PACKAGE: Path = _proto.TS_PACKAGE
-INSTALL_TIMEOUT_S: float = _proto.INSTALL_TIMEOUT_S
+GO_MODULE = proto.GO_MODULE
+TS_PACKAGE = proto.TS_PACKAGE
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -72,25 +59,24 @@ def unavailable(reason: str) -> NoReturn:
 
 def go() -> str:
     """The go command."""
-    found: str | None = _proto.find_go()
+    found = toolchains.find_go()
     if found is None:
-        unavailable(f"Go is not installed (looked for {', '.join(_proto.GO_CANDIDATES)})")
+        unavailable(f"Go is not installed (looked for {', '.join(toolchains.GO_CANDIDATES)})")
     return found
 
 
 def go_env(**extra: str) -> dict[str, str]:
     """The environment Go runs in for the clients (no toolchain download, read-only
     go.mod), plus `extra`."""
-    env: dict[str, str] = _proto.go_env()
-    return {**env, **extra}
+    return {**toolchains.go_env(), **extra}
 
 
 def node() -> str:
     """The node command, once clients/typescript/node_modules is installed."""
     try:
-        path: str = _proto.find_node()[0]
-        _proto.ensure_node_modules()
-    except _proto.ToolchainUnavailable as why:
+        path = toolchains.find_node()[0]
+        proto.ensure_node_modules()
+    except toolchains.ToolchainUnavailable as why:
         unavailable(str(why))
     return path
 
@@ -100,8 +86,8 @@ def _drift() -> tuple[str, ...] | str:
     """The drifted generated files, or why they could not be generated (once per run)."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            return tuple(_proto.client_drift(Path(tmp)))
-        except _proto.ToolchainUnavailable as why:
+            return tuple(proto.client_drift(Path(tmp)))
+        except toolchains.ToolchainUnavailable as why:
             return str(why)
 
 

@@ -8,16 +8,15 @@ missing or the build fails, the tests are skipped with the reason, except under 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from bench._gotools import INSTALL_TIMEOUT_S, Unavailable, ensure_built
+from tests.interop._toolchains import unavailable
 
 __all__ = ["INSTALL_TIMEOUT_S", "RUN_TIMEOUT_S", "GoTools"]
 
@@ -55,17 +54,10 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip, or under CI fail, every test that needs the tools."""
-    if os.environ.get("CI"):
-        pytest.fail(f"interop tools unavailable (CI is set): {reason}", pytrace=False)
-    pytest.skip(f"interop tools unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
 def go_tools() -> GoTools:
     try:
         bin_dir = ensure_built()
     except Unavailable as why:
-        _unavailable(str(why))
+        unavailable(str(why))
     return GoTools(bin_dir / "grpcurl", bin_dir / "grpc-health-probe", bin_dir / "ghz")
