@@ -2,7 +2,7 @@
 #   make run     set up .venv and start the server (QULAB_* variables honoured)
 #   make test    set up .venv and run every check and test
 #   make check   lint, type-check, contract lint, generated-code drift
-#   make proto   regenerate the Python code from protos/
+#   make proto   regenerate the Python, Go and TypeScript code from protos/
 #   make bench   run the benchmarks (prints a table, writes bench/results/*.json)
 
 PYTHON ?= python3
