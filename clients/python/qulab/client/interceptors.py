@@ -10,7 +10,7 @@ The request id (`x-request-id`, a random UUID unless the caller sent one) is set
 call, above the channel's retries, so every attempt of a call carries the same id and the
 server's log lines for them can be joined. The trace context is injected with the globally
 configured OpenTelemetry propagator (W3C `traceparent` by default) when the
-`opentelemetry-api` package is installed; without it, nothing is added.
+`opentelemetry-api` package is installed (the `otel` extra); without it, nothing is added.
 """
 
 from __future__ import annotations
