@@ -23,6 +23,7 @@ __all__ = [
     "connect",
     "exit_code_for",
     "require_serving",
+    "status_name",
     "stops_the_run",
     "timeout_of",
     "worst",
@@ -237,10 +238,11 @@ def require_serving(client: Client, timeout: float) -> None:
     deadline of its own, so an address that swallows packets must fail here."""
     status = client.health(timeout=timeout)
     if status != health_pb2.HealthCheckResponse.SERVING:
-        raise Unavailable(f"the server's health check says {_status_name(status)}")
+        raise Unavailable(f"the server's health check says {status_name(status)}")
 
 
-def _status_name(status: int) -> str:
+def status_name(status: int) -> str:
+    """A grpc.health.v1 ServingStatus's name (its number, if this client does not know it)."""
     try:
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
     except ValueError:

@@ -7,7 +7,7 @@ import json
 
 from grpc_health.v1 import health_pb2
 
-from qulab.cli._common import ExitCode, connect, timeout_of
+from qulab.cli._common import ExitCode, connect, status_name, timeout_of
 
 __all__ = ["register"]
 
@@ -30,7 +30,7 @@ def register(
 def run(args: argparse.Namespace) -> ExitCode:
     with connect(args) as client:
         status = client.health(args.service, timeout=timeout_of(args))
-    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    name = status_name(status)
     if getattr(args, "json", False):
         print(json.dumps({"service": args.service, "status": name}))
     else:

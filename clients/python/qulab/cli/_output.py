@@ -115,8 +115,12 @@ def error_fields(error: QulabError) -> dict[str, Any]:
 
 
 def describe(error: QulabError) -> str:
-    text = f"{error.code().name}: {error.message}"
-    return f"{text} (error id {error.error_id})" if error.error_id else text
+    """ "CODE: message", with the error id where the message does not already carry it (the
+    server writes it into an INTERNAL error's message)."""
+    text = str(error)
+    if error.error_id and error.error_id not in error.message:
+        text += f" (error id {error.error_id})"
+    return text
 
 
 def proto_json(message: Message, *, full: bool) -> dict[str, Any]:

@@ -26,6 +26,8 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
+from qulab.client.interceptors import REQUEST_ID_HEADER
+
 __all__ = [
     "Aborted",
     "AlreadyExists",
@@ -52,7 +54,6 @@ __all__ = [
 
 _DetailT = TypeVar("_DetailT", bound=Message)
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
-_REQUEST_ID_KEY = "x-request-id"
 _DETAIL_TYPES: tuple[type[Message], ...] = (
     error_details_pb2.BadRequest,
     error_details_pb2.ErrorInfo,
@@ -108,7 +109,7 @@ class QulabError(grpc.RpcError):
         self.domain: str | None = info.domain if info else None
         self.error_metadata: dict[str, str] = dict(info.metadata) if info else {}
         self.error_id: str | None = self.error_metadata.get("error_id")
-        request_ids = [v for k, v in self.trailers if k == _REQUEST_ID_KEY and isinstance(v, str)]
+        request_ids = [v for k, v in self.trailers if k == REQUEST_ID_HEADER and isinstance(v, str)]
         self.request_id: str | None = request_ids[0] if request_ids else None
         retry = self.detail(error_details_pb2.RetryInfo)
         self.retry_delay: float | None = (
