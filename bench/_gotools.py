@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench._corpus import ROOT
+from scripts import toolchains
 from scripts.toolchains import INSTALL_TIMEOUT_S, install_go_tools
 from scripts.toolchains import ToolchainUnavailable as Unavailable
 
@@ -32,11 +33,7 @@ TOOLS = ("grpcurl", "grpc-health-probe", "ghz")
 
 def pinned_version(module: str) -> str:
     """The version go.mod pins `module` (a module path, such as github.com/bojand/ghz) at."""
-    for line in (TOOLS_MODULE / "go.mod").read_text().splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == module:
-            return fields[1]
-    raise Unavailable(f"{module} is not pinned in {TOOLS_MODULE / 'go.mod'}")
+    return toolchains.pinned_version(TOOLS_MODULE, module)
 
 
 def ensure_built() -> Path:

@@ -1,5 +1,6 @@
 """Fixtures that start the real server: `python -m qulab.server` on an ephemeral port,
-all of it on (workers, health, reflection), its JSON log captured line by line."""
+all of it on (workers, health, reflection), its JSON log captured line by line; and the
+one rule for tests whose outside tool (Go, Node, helm...) cannot be had."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -21,10 +22,21 @@ DATA = ROOT / "tests" / "data"
 _START_TIMEOUT_S = 120.0
 
 
-class RunningServer:
-    """A server process and what it logged."""
+def tool_unavailable(reason: str) -> NoReturn:
+    """Skip the test that needs an outside tool, or under CI (the `CI` variable set) fail
+    it: there, something nobody could check must not pass for checked."""
+    if os.environ.get("CI"):
+        pytest.fail(f"tool unavailable (CI is set): {reason}", pytrace=False)
+    pytest.skip(f"tool unavailable: {reason}")
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+
+class RunningServer:
+    """A server process and what it logged. `argv` starts it some other way than
+    `python -m qulab.server` (in a sandbox, say); `env` is added to this process's."""
+
+    def __init__(
+        self, env: Mapping[str, str], argv: Sequence[str] = (), cwd: Path | None = None
+    ) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("QULAB_")}
         full_env.update(
             {
@@ -36,8 +48,9 @@ class RunningServer:
         )
         full_env.update(env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "qulab.server"],
+            list(argv) or [sys.executable, "-m", "qulab.server"],
             env=full_env,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -57,6 +70,7 @@ class RunningServer:
             raise RuntimeError("server did not start:\n" + "\n".join(self.raw[-50:]))
         listening = next(e for e in self.logs if e.get("message") == "listening")
         self.port: int = listening["port"]
+        self.metrics_port: int | None = listening.get("metrics_port")
         self.address = f"127.0.0.1:{self.port}"
 
     def _read(self, stream: Any) -> None:

@@ -18,13 +18,13 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 from rdkit import Chem
 
 from scripts import proto, toolchains
 from scripts.toolchains import INSTALL_TIMEOUT_S
+from tests.conftest import tool_unavailable as unavailable
 
 __all__ = [
     "GO_MODULE",
@@ -48,13 +48,6 @@ two cores with an empty build cache)."""
 
 GO_MODULE = proto.GO_MODULE
 TS_PACKAGE = proto.TS_PACKAGE
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip, or under CI fail, the test that needs the toolchain."""
-    if os.environ.get("CI"):
-        pytest.fail(f"client toolchain unavailable (CI is set): {reason}", pytrace=False)
-    pytest.skip(f"client toolchain unavailable: {reason}")
 
 
 def go() -> str:

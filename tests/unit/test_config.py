@@ -222,3 +222,36 @@ def test_auth_settings_are_read() -> None:
 
 def test_localhost_is_loopback_in_any_case() -> None:
     assert Settings.from_env({"QULAB_HOST": "LocalHost"}).loopback_only
+
+
+def test_connection_age_is_off_by_default_and_in_milliseconds_for_grpc() -> None:
+    from qulab.server.app import _connection_age_options
+
+    assert _connection_age_options(Settings()) == []
+    settings = Settings.from_env(
+        {"QULAB_MAX_CONNECTION_AGE_S": "300", "QULAB_MAX_CONNECTION_AGE_GRACE_S": "2.5"}
+    )
+    assert (settings.max_connection_age_s, settings.max_connection_age_grace_s) == (300, 2.5)
+    assert _connection_age_options(settings) == [
+        ("grpc.max_connection_age_ms", 300_000),
+        ("grpc.max_connection_age_grace_ms", 2_500),
+    ]
+    # A grace of 0 is "as long as the calls need": gRPC's default, so no option at all.
+    only_age = Settings.from_env({"QULAB_MAX_CONNECTION_AGE_S": "0.0001"})
+    assert _connection_age_options(only_age) == [("grpc.max_connection_age_ms", 1)]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"QULAB_MAX_CONNECTION_AGE_S": "-1"},
+        {"QULAB_MAX_CONNECTION_AGE_S": "5m"},
+        {"QULAB_MAX_CONNECTION_AGE_S": "86401"},
+        {"QULAB_MAX_CONNECTION_AGE_GRACE_S": "-0.1"},
+        {"QULAB_MAX_CONNECTION_AGE_GRACE_S": "nan"},
+    ],
+)
+def test_bad_connection_age_is_named(env: dict[str, str]) -> None:
+    (named,) = env
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)

@@ -97,7 +97,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
     interceptors = Interceptors.build(settings)
     credentials = server_credentials(settings)
     health = Health(SERVICES)
-    await health.set_serving(False)
+    await health.start()
     pool = WorkerPool(settings, on_serving_change=health.on_pool_change)
     metrics = Metrics() if settings.metrics else None
     rpc = Rpc(settings, pool, ResultCache(settings.cache_mb * _MIB), interceptors, tracing, metrics)
@@ -114,6 +114,7 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
         # above the cap.
         ("grpc.server.max_pending_requests", 8 * settings.max_concurrent_rpcs),
         ("grpc.server.max_pending_requests_hard_limit", 16 * settings.max_concurrent_rpcs),
+        *_connection_age_options(settings),
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
     server.add_generic_rpc_handlers(
@@ -171,6 +172,23 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
         },
     )
     return started
+
+
+def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC core's connection-age options, each left out when its setting is 0: gRPC's
+    own default for both is for ever."""
+    options = []
+    if settings.max_connection_age_s > 0:
+        options.append(("grpc.max_connection_age_ms", _ms(settings.max_connection_age_s)))
+    if settings.max_connection_age_grace_s > 0:
+        options.append(
+            ("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace_s))
+        )
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 async def serve(settings: Settings, tracing: Tracing | None = None) -> None:

@@ -91,6 +91,21 @@ class Settings:
     drain_grace_s: float = _setting(
         20.0, "On SIGTERM, how long in-flight calls may finish.", low=0, high=3600
     )
+    max_connection_age_s: float = _setting(
+        0.0,
+        "How long a client connection may live before the server asks the client to "
+        "reconnect (an HTTP/2 GOAWAY; gRPC adds ±10% jitter), so that long-lived "
+        "connections spread over new replicas; 0 means for ever.",
+        low=0,
+        high=86_400,
+    )
+    max_connection_age_grace_s: float = _setting(
+        0.0,
+        "After that GOAWAY, how long the calls still running on the connection may "
+        "take before it is closed under them; 0 means as long as they need.",
+        low=0,
+        high=86_400,
+    )
     max_message_bytes: int = _setting(
         16 * 1024 * 1024, "Largest request or response message.", low=1024, high=1 << 30
     )
