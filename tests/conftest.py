@@ -66,7 +66,7 @@ class RunningServer:
         for reader in self._readers:
             reader.start()
         if not self._listening.wait(_START_TIMEOUT_S) or self.process.poll() is not None:
-            self.process.kill()
+            self.stop(signal.SIGKILL)
             raise RuntimeError("server did not start:\n" + "\n".join(self.raw[-50:]))
         listening = next(e for e in self.logs if e.get("message") == "listening")
         self.port: int = listening["port"]
@@ -102,16 +102,19 @@ class RunningServer:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            code = self.process.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
             raise
-        for reader in self._readers:
-            reader.join(5)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-        return code
+        finally:
+            # Closed whatever happened: a pipe left open is a ResourceWarning that pytest
+            # pins on whichever later test the garbage collector happens to run in.
+            for reader in self._readers:
+                reader.join(5)
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 def run_server_once(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
 """The image without Docker: the Dockerfile's build stage run as written (its COPY and uv
-steps, into `.tools/image`), then the server started the way the runtime stage starts it,
-as its unprivileged user, with the root filesystem read-only and only /tmp writable (a
-mount namespace of its own: `unshare`, root only). It must start, pass the HEALTHCHECK,
+steps, its environment going to /opt/qulab as in the image: `.tools/image/opt` mounted on
+/opt in a mount namespace of its own), then the server started the way the runtime stage
+starts it, as its unprivileged user, with the root filesystem read-only and only a fresh
+/tmp writable (another mount namespace; `unshare` needs root). It must start, pass the HEALTHCHECK,
 answer calls that load every scientific library, serve metrics, and drain on SIGTERM."""
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from tests.deploy.conftest import unavailable
 
 pytestmark = pytest.mark.timeout(_tools.SETUP_TIMEOUT_S + 300)
 
-IMAGE_ENV = ROOT / ".tools" / "image" / "opt-qulab"
-"""Where the build stage's environment goes here (the image has it at /opt/qulab)."""
+IMAGE_OPT = ROOT / ".tools" / "image" / "opt"
+"""What the sandboxes here see as /opt: the image's environment is its `qulab`."""
+IMAGE_ENV = IMAGE_OPT / "qulab"
 _START_TIMEOUT_S = 120.0
 NACL_CIF = b"""data_NaCl
 _cell_length_a 5.64
@@ -110,23 +112,32 @@ def _copy(sources: list[str], destination: str, workdir: Path) -> None:
             shutil.copy2(origin, target / origin.name if destination.endswith("/") else target)
 
 
-def _build(context: Path) -> dict[str, str]:
-    """Run the build stage's COPY and uv steps in `context` (its WORKDIR), the environment
-    going to IMAGE_ENV; the stage's ENV, with that one path changed."""
+def _on_opt(argv: list[str], *mount_options: str) -> list[str]:
+    """`argv` run in a mount namespace of its own where IMAGE_OPT is mounted on /opt."""
+    options = ",".join(("remount", "bind", *mount_options))
+    script = f'mount --bind "$0" /opt && mount -o {options} /opt && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+            str(IMAGE_OPT), *argv]  # fmt: skip
+
+
+def _build(context: Path) -> None:
+    """Run the build stage's COPY and uv steps in `context` (its WORKDIR), with the
+    stage's ENV, the environment going to /opt/qulab, which is IMAGE_ENV here; so its
+    scripts name /opt/qulab/bin/python, as in the image."""
     build, _ = _stages()
     uv = shutil.which("uv", path=str(Path(sys.executable).parent))
     assert uv is not None
     env = build.env()
     assert env["UV_PROJECT_ENVIRONMENT"] == "/opt/qulab"
-    env["UV_PROJECT_ENVIRONMENT"] = str(IMAGE_ENV)
-    shutil.rmtree(IMAGE_ENV, ignore_errors=True)
+    shutil.rmtree(IMAGE_OPT, ignore_errors=True)
+    IMAGE_OPT.mkdir(parents=True)
     steps = 0
     for instruction in build.instructions:
         if instruction.keyword == "COPY":
             *sources, destination = instruction.arguments.split()
             _copy(sources, destination, context)
         elif instruction.keyword == "RUN" and instruction.arguments.startswith("uv "):
-            argv = [uv, *shlex.split(instruction.arguments)[1:]]
+            argv = _on_opt([uv, *shlex.split(instruction.arguments)[1:]])
             # This machine's environment (its proxy and certificate settings among it),
             # less the project's own virtual environment.
             here = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
@@ -142,12 +153,12 @@ def _build(context: Path) -> dict[str, str]:
             assert done.returncode == 0, f"{instruction.arguments}:\n{done.stderr}"
             steps += 1
     assert steps == 2  # the dependencies, then the projects
-    return env
 
 
 def _sandboxed(env: dict[str, str], user: str) -> RunningServer:
-    """The server as the runtime stage starts it, in a mount namespace where / is read-only
-    and /tmp a fresh tmpfs, as the image's user, with the image's environment only."""
+    """The server as the runtime stage starts it, in a mount namespace where the image's
+    /opt and / are read-only and /tmp a fresh tmpfs, as the image's user, with the
+    image's environment only."""
     uid, _, gid = user.partition(":")
     env_words = [f"{k}={v}" for k, v in env.items()]
     script = (
@@ -155,7 +166,7 @@ def _sandboxed(env: dict[str, str], user: str) -> RunningServer:
         f"exec setpriv --reuid {uid} --regid {gid} --clear-groups "
         f"env -i {shlex.join(env_words)} qulab-server"
     )
-    argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script]
+    argv = _on_opt(["/bin/sh", "-c", script], "ro")
     return RunningServer({}, argv=argv, cwd=Path("/"))
 
 
@@ -177,8 +188,7 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
     _build(tmp_path_factory.mktemp("context"))
     _, runtime = _stages()
     env = runtime.env()
-    path = env["PATH"].replace("/opt/qulab", str(IMAGE_ENV))
-    env["PATH"] = path.replace("$PATH", "/usr/bin:/bin")
+    env["PATH"] = env["PATH"].replace("$PATH", "/usr/bin:/bin")
     env.update(
         {"QULAB_AUTH": "none", "QULAB_PORT": "0", "QULAB_METRICS_PORT": "0", "QULAB_WORKERS": "1"}
     )
@@ -190,6 +200,9 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
 def test_the_image_environment_holds_no_dev_tools(sandboxed: RunningServer) -> None:
     installed = {p.name.lower() for p in (IMAGE_ENV / "lib").glob("python3.*/site-packages/*")}
     assert any(name.startswith("qulab_server-") for name in installed)
+    # Built where the image has it, so its scripts run there.
+    shebang = (IMAGE_ENV / "bin" / "qulab-server").read_text().splitlines()[0]
+    assert shebang == "#!/opt/qulab/bin/python"
     for dev in ("pytest", "mypy", "ruff", "checkov", "kubernetes_validate", "grpc_tools"):
         assert not any(name.startswith(dev) for name in installed), dev
 
