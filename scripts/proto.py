@@ -1,7 +1,9 @@
 """Regenerate the code for protos/ (Python, Go, TypeScript) and lint the contract with buf.
 
-    python -m scripts.proto            regenerate clients/python/{qulab/v1,buf/validate}, then
-                                       the Go and TypeScript clients (buf generate, buf.gen.yaml)
+    python -m scripts.proto            regenerate clients/python/{qulab/v1,buf/validate} (and
+                                       qulab/v1/descriptors.binpb, the protos with their
+                                       comments), then the Go and TypeScript clients
+                                       (buf generate, buf.gen.yaml)
     python -m scripts.proto --check    regenerate into a scratch folder; exit 1 on drift
     python -m scripts.proto --lint     buf lint, and buf breaking against the contract as
                                        it was at the commit in protos/BREAKING_BASELINE
@@ -52,6 +54,9 @@ PROTOS = ROOT / "protos"
 BASELINE = PROTOS / "BREAKING_BASELINE"  # the commit whose contract must stay compatible
 OUT = ROOT / "clients" / "python"
 GENERATED_DIRS = ("qulab/v1", "buf/validate")
+SOURCE_INFO = "qulab/v1/descriptors.binpb"
+"""Our protos as a FileDescriptorSet with source info: the server reads the proto comments
+(tool descriptions, examples) from it."""
 VALIDATE_PROTO = "buf/validate/validate.proto"
 HEALTH_PROTO = "grpc/health/v1/health.proto"  # its canonical path; the wheel names it otherwise
 
@@ -135,6 +140,14 @@ def generate(out: Path, scratch: Path) -> None:
             f"--python_out={out}",
             f"--mypy_out={out}",
             VALIDATE_PROTO,
+        ]
+    )
+    _protoc(
+        [
+            f"--descriptor_set_in={deps}",
+            "--include_source_info",
+            f"--descriptor_set_out={out / SOURCE_INFO}",
+            *_own_protos(),
         ]
     )
     for folder in GENERATED_DIRS:

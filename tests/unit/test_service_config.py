@@ -13,15 +13,11 @@ import pytest
 from google.protobuf import descriptor
 
 import qulab.client
-from qulab.v1 import molecule_pb2, server_pb2, spectrum_pb2, structure_pb2, units_pb2
+from tests._contract import services
 from tests.conftest import ROOT
 
 CONFIG_FILE = ROOT / "clients" / "service_config.json"
-SERVICES = [
-    s
-    for module in (molecule_pb2, structure_pb2, spectrum_pb2, units_pb2, server_pb2)
-    for s in module.DESCRIPTOR.services_by_name.values()
-]
+SERVICES = services()
 
 
 @pytest.fixture(scope="module")

@@ -32,15 +32,25 @@ from qulab.server.services.server_info import ServerInfoServicer
 from qulab.server.services.spectra import SPECTRUM_SERVICE, UNIT_SERVICE, SpectrumServicer
 from qulab.server.services.structures import SERVICE as STRUCTURE_SERVICE
 from qulab.server.services.structures import StructureServicer
+from qulab.server.services.tools import SERVICE as TOOL_SERVICE
+from qulab.server.services.tools import ToolServicer
 from qulab.server.status import ServerStatus
 from qulab.server.telemetry import Tracing
 from qulab.server.tls import server_credentials
+from qulab.server.tools import Catalogue
 from qulab.server.workers.pool import WorkerPool
 
 __all__ = ["SERVICES", "Server", "serve"]
 
 _log = logging.getLogger("qulab.server")
-SERVICES = (MOLECULE_SERVICE, STRUCTURE_SERVICE, SPECTRUM_SERVICE, UNIT_SERVICE, SERVER_SERVICE)
+SERVICES = (
+    MOLECULE_SERVICE,
+    STRUCTURE_SERVICE,
+    SPECTRUM_SERVICE,
+    UNIT_SERVICE,
+    SERVER_SERVICE,
+    TOOL_SERVICE,
+)
 _MIB = 1024 * 1024
 _HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -117,14 +127,16 @@ async def start(settings: Settings, tracing: Tracing | None = None) -> Server:
         *_connection_age_options(settings),
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
-    server.add_generic_rpc_handlers(
-        [
-            MoleculeServicer(rpc).handler(),
-            StructureServicer(rpc).handler(),
-            *SpectrumServicer(rpc).handlers(),
-            ServerInfoServicer(rpc, status).handler(),
-        ]
-    )
+    handlers = [
+        MoleculeServicer(rpc).handler(),
+        StructureServicer(rpc).handler(),
+        *SpectrumServicer(rpc).handlers(),
+        ServerInfoServicer(rpc, status).handler(),
+    ]
+    # The tools are those of the methods just registered, so a new RPC is a tool at once.
+    catalogue = Catalogue(rpc.registered, max_batch_items=settings.max_batch_items)
+    handlers.append(ToolServicer(rpc, catalogue).handler())
+    server.add_generic_rpc_handlers(handlers)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.reflection:
         reflection.enable([*SERVICES, _HEALTH_SERVICE, REFLECTION_SERVICE], server)

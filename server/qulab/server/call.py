@@ -38,3 +38,6 @@ class Call:
     span_id: str = ""
     items: int = 0  # stream messages answered
     received: int = 0  # stream messages read
+    # The method a tool call came through ("/qulab.v1.ToolService/CallTool") when this is
+    # the call it makes to the RPC it names; logged beside `method`.
+    via: str = ""

@@ -110,7 +110,17 @@ class Settings:
         16 * 1024 * 1024, "Largest request or response message.", low=1024, high=1 << 30
     )
     max_batch_items: int = _setting(
-        10_000, "Most molecules in one EncodeMolecule call.", low=1, high=1_000_000
+        10_000,
+        "Most items in one Encode* call (molecules, structures, spectra), and in one call "
+        "of a batch tool (`parse_molecules`).",
+        low=1,
+        high=1_000_000,
+    )
+    max_tool_arguments_bytes: int = _setting(
+        8 << 20,
+        "Largest arguments of one ToolService.CallTool (the serialized Struct), in bytes.",
+        low=2,
+        high=1 << 30,
     )
     max_smiles_length: int = _setting(
         20_000, "Longest SMILES, in characters.", low=1, high=10_000_000

@@ -2,6 +2,7 @@
 
     QulabError                      base; `code` is the canonical gRPC code
      +-- InvalidArgument            bad input: google.rpc.BadRequest field violations
+     +-- NotFound                   the thing named does not exist (a tool name)
      +-- Unauthenticated            no valid credentials (API key, bearer token, client cert)
      +-- PermissionDenied           valid credentials whose roles do not allow the method
      +-- ResourceExhausted          queue full / over a quota: google.rpc.RetryInfo
@@ -32,12 +33,14 @@ __all__ = [
     "FieldViolation",
     "Internal",
     "InvalidArgument",
+    "NotFound",
     "PermissionDenied",
     "QulabError",
     "Reported",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
+    "renamed_status",
 ]
 
 ERROR_DOMAIN = "qulab.v1"
@@ -142,6 +145,13 @@ class InvalidArgument(QulabError):
         return [bad_request, *super()._details()]
 
 
+class NotFound(QulabError):
+    """What the request names does not exist; `metadata` says what was looked for."""
+
+    code = code_pb2.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
 class Unauthenticated(QulabError):
     """The call carries no valid credentials. The message says what was wrong (missing,
     unknown key, expired token...) and never repeats what was sent."""
@@ -224,5 +234,36 @@ class Reported(QulabError):
     def from_bytes(cls, body: bytes) -> Reported:
         return cls(status_pb2.Status.FromString(body))
 
+    def renamed(self, rename: Callable[[str], str]) -> Reported:
+        """The same error with each field path of its details passed through `rename`
+        (as `InvalidArgument.renamed`), and in its message where the message starts with
+        the first one."""
+        return Reported(renamed_status(self.status, rename))
+
     def to_status(self) -> status_pb2.Status:
         return self.status
+
+
+def renamed_status(status: status_pb2.Status, rename: Callable[[str], str]) -> status_pb2.Status:
+    """`status` with the field paths of its BadRequest and ErrorInfo details, and the one
+    its message starts with, passed through `rename`: for a status about a field nested in
+    the caller's message, or named differently there."""
+    renamed = status_pb2.Status()
+    renamed.CopyFrom(status)
+    for detail in renamed.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            first = bad.field_violations[0].field if bad.field_violations else None
+            for violation in bad.field_violations:
+                violation.field = rename(violation.field)
+            if first is not None and renamed.message.startswith(f"{first}:"):
+                renamed.message = rename(first) + renamed.message[len(first) :]
+            detail.Pack(bad)
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if "field" in info.metadata:
+                info.metadata["field"] = rename(info.metadata["field"])
+            detail.Pack(info)
+    return renamed

@@ -7,6 +7,7 @@ it in `_COMMANDS`.
     qulab molecule compounds.csv --output parsed.jsonl
     qulab structure cifs/ --format csv -o cells.csv
     qulab convert 500 nm 1/cm
+    qulab mcp                      # QuLab's tools for an MCP client, on stdio
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from qulab.cli import _health, _molecule, _spectrum, _structure, _units
+from qulab.cli import _health, _mcp, _molecule, _spectrum, _structure, _units
 from qulab.cli._common import ExitCode, UsageError, address_of, common_flags, exit_code_for
 from qulab.cli._output import describe
 from qulab.client import __version__
@@ -25,7 +26,7 @@ from qulab.client.errors import QulabError
 
 __all__ = ["EPILOG", "main"]
 
-_COMMANDS = (_molecule, _structure, _spectrum, _units, _health)
+_COMMANDS = (_molecule, _structure, _spectrum, _units, _health, _mcp)
 
 EPILOG = """\
 connection: --address, else $QULAB_ADDRESS, else localhost:50051. Credentials and TLS come

@@ -21,6 +21,7 @@ __all__ = [
     "address_of",
     "common_flags",
     "connect",
+    "connection_of",
     "exit_code_for",
     "require_serving",
     "status_name",
@@ -200,9 +201,17 @@ def timeout_of(args: argparse.Namespace) -> float:
 
 
 def connect(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Client:
-    """A client for the server the flags and the environment name. The flags are laid
-    over the environment and read by `Credentials.from_environment`, so both spell the
-    same settings the same way."""
+    """A client for the server the flags and the environment name."""
+    address, credentials = connection_of(args, environ)
+    return Client(address, timeout=timeout_of(args), credentials=credentials)
+
+
+def connection_of(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[str, Credentials]:
+    """The server's address and the credentials for it, checked: the flags are laid over
+    the environment and read by `Credentials.from_environment`, so both spell the same
+    settings the same way. UsageError when they cannot be used."""
     env = dict(os.environ if environ is None else environ)
     overrides = {
         "QULAB_API_KEY": getattr(args, "api_key", None),
@@ -219,11 +228,12 @@ def connect(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         credentials = Credentials.from_environment(env)
         if getattr(args, "allow_plaintext", False):
             credentials = credentials | Credentials(allow_plaintext=True)
-        return Client(address, timeout=timeout_of(args), credentials=credentials)
+        credentials.check_target(address)
     except OSError as error:  # a CA, certificate or key file that cannot be read
         raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
     except ValueError as error:  # credentials that do not go together, or plaintext secrets
         raise UsageError(str(error)) from None
+    return address, credentials
 
 
 def address_of(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str:

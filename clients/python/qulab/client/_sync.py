@@ -29,6 +29,8 @@ from qulab.v1 import (
     spectrum_pb2_grpc,
     structure_pb2,
     structure_pb2_grpc,
+    tools_pb2,
+    tools_pb2_grpc,
     units_pb2,
     units_pb2_grpc,
 )
@@ -73,6 +75,7 @@ class Client:
         self._structures = structure_pb2_grpc.StructureServiceStub(self._channel)
         self._spectra = spectrum_pb2_grpc.SpectrumServiceStub(self._channel)
         self._units = units_pb2_grpc.UnitServiceStub(self._channel)
+        self._tools = tools_pb2_grpc.ToolServiceStub(self._channel)
         self._health_check = health_check(self._channel)
         self._guard = Guard(target, breaker)
         self.timeout = timeout
@@ -201,6 +204,26 @@ class Client:
     ) -> units_pb2.ConvertUnitsResponse:
         """Convert values between units (UnitService.ConvertUnits)."""
         return self._unary(self._units.ConvertUnits, request, timeout, metadata)
+
+    def list_tools(
+        self,
+        request: tools_pb2.ListToolsRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> tools_pb2.ListToolsResponse:
+        """The tools the caller may call, for LLM tool-calling (ToolService.ListTools)."""
+        return self._unary(self._tools.ListTools, request, timeout, metadata)
+
+    def call_tool(
+        self,
+        request: tools_pb2.CallToolRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> tools_pb2.CallToolResponse:
+        """Call a tool with JSON arguments; the answer is JSON (ToolService.CallTool)."""
+        return self._unary(self._tools.CallTool, request, timeout, metadata)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> int:
         """The grpc.health.v1 status of `service` ("" = the whole server), a

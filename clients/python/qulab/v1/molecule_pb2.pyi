@@ -285,7 +285,13 @@ Global___MoleculeInput: _TypeAlias = MoleculeInput  # noqa: Y015
 
 @_typing.final
 class ParseMoleculeRequest(_message.Message):
-    """One molecule to parse."""
+    """One molecule to parse.
+
+    Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O", "id": "aspirin"}
+    Example: {"inchi": "InChI=1S/C8H10N4O2/c1-10-4-9-6-5(10)7(13)12(3)8(14)11(6)2/h4H,1-3H3", "id": "caffeine"}
+    Example: {"selfies": "[C][C][O]", "options": {"removeHydrogens": false, "isomeric": true}}
+    Example: {"smiles": "C[C@H](N)C(=O)O", "options": {"kekulize": true}, "id": "L-alanine"}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -668,7 +674,11 @@ Global___FingerprintOptions: _TypeAlias = FingerprintOptions  # noqa: Y015
 
 @_typing.final
 class EncodeMoleculeRequest(_message.Message):
-    """Molecules to encode."""
+    """Molecules to encode.
+
+    Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1O"}, {"inchi": "InChI=1S/CH4/h1H4"}], "encoding": "MOLECULE_ENCODING_MORGAN", "fingerprint": {"radius": 2, "nBits": 1024}}
+    Example: {"molecules": [{"smiles": "CC(=O)Oc1ccccc1C(=O)O"}], "encoding": "MOLECULE_ENCODING_MACCS"}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -73,8 +73,6 @@ class MoleculeServiceServicer:
         RDKit's reason (with the character position where RDKit reports one);
         RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
         queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-
-        Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,8 +92,6 @@ class MoleculeServiceServicer:
         """Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
         (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
         Items that fail do not fail the call: each has its own status in `item_status`.
-
-        Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

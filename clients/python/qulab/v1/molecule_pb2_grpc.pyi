@@ -48,8 +48,6 @@ class MoleculeServiceStub:
     RDKit's reason (with the character position where RDKit reports one);
     RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
     queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-
-    Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
     """
     ParseMolecules: _grpc.StreamStreamMultiCallable[_molecule_pb2.ParseMoleculeRequest, _molecule_pb2.ParseMoleculeResponse]
     """Parses a stream of molecules. Answers come back in request order, one per request;
@@ -61,8 +59,6 @@ class MoleculeServiceStub:
     """Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
     (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
     Items that fail do not fail the call: each has its own status in `item_status`.
-
-    Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
     """
 
 @_typing.type_check_only
@@ -83,8 +79,6 @@ class MoleculeServiceAsyncStub(MoleculeServiceStub):
     RDKit's reason (with the character position where RDKit reports one);
     RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
     queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-
-    Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
     """
     ParseMolecules: _aio.StreamStreamMultiCallable[_molecule_pb2.ParseMoleculeRequest, _molecule_pb2.ParseMoleculeResponse]  # type: ignore[assignment]
     """Parses a stream of molecules. Answers come back in request order, one per request;
@@ -96,8 +90,6 @@ class MoleculeServiceAsyncStub(MoleculeServiceStub):
     """Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
     (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
     Items that fail do not fail the call: each has its own status in `item_status`.
-
-    Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
     """
 
 class MoleculeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -121,8 +113,6 @@ class MoleculeServiceServicer(metaclass=_abc_1.ABCMeta):
         RDKit's reason (with the character position where RDKit reports one);
         RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
         queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-
-        Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
         """
 
     @_abc_1.abstractmethod
@@ -146,8 +136,6 @@ class MoleculeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
         (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
         Items that fail do not fail the call: each has its own status in `item_status`.
-
-        Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
         """
 
 def add_MoleculeServiceServicer_to_server(servicer: MoleculeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

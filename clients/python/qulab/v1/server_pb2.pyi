@@ -53,7 +53,10 @@ Global___ServerState: _TypeAlias = ServerState  # noqa: Y015
 
 @_typing.final
 class GetServerInfoRequest(_message.Message):
-    """Asks for the server's state."""
+    """Asks for the server's state.
+
+    Example: {}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

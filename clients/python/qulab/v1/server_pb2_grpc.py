@@ -49,8 +49,6 @@ class ServerServiceServicer:
     def GetServerInfo(self, request, context):
         """The server's versions, capacity and load, and whether it is degraded (and why).
         Answered by the server process itself, without a worker; for the `admin` role.
-
-        Example: {}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

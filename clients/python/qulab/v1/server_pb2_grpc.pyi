@@ -38,8 +38,6 @@ class ServerServiceStub:
     GetServerInfo: _grpc.UnaryUnaryMultiCallable[_server_pb2.GetServerInfoRequest, _server_pb2.GetServerInfoResponse]
     """The server's versions, capacity and load, and whether it is degraded (and why).
     Answered by the server process itself, without a worker; for the `admin` role.
-
-    Example: {}
     """
 
 @_typing.type_check_only
@@ -50,8 +48,6 @@ class ServerServiceAsyncStub(ServerServiceStub):
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_server_pb2.GetServerInfoRequest, _server_pb2.GetServerInfoResponse]  # type: ignore[assignment]
     """The server's versions, capacity and load, and whether it is degraded (and why).
     Answered by the server process itself, without a worker; for the `admin` role.
-
-    Example: {}
     """
 
 class ServerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,8 +61,6 @@ class ServerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_server_pb2.GetServerInfoResponse, _abc.Awaitable[_server_pb2.GetServerInfoResponse]]:
         """The server's versions, capacity and load, and whether it is degraded (and why).
         Answered by the server process itself, without a worker; for the `admin` role.
-
-        Example: {}
         """
 
 def add_ServerServiceServicer_to_server(servicer: ServerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

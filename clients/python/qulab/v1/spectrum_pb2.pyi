@@ -136,7 +136,10 @@ Global___ParseSpectrumOptions: _TypeAlias = ParseSpectrumOptions  # noqa: Y015
 
 @_typing.final
 class ParseSpectrumRequest(_message.Message):
-    """A JCAMP-DX file to parse."""
+    """A JCAMP-DX file to parse.
+
+    Example: {"content": "IyNUSVRMRT1Qb2x5c3R5cmVuZSBmaWxtLCBDLUggc3RyZXRjaCByZWdpb24KIyNKQ0FNUC1EWD00LjI0CiMjREFUQSBUWVBFPUlORlJBUkVEIFNQRUNUUlVNCiMjWFVOSVRTPTEvQ00KIyNZVU5JVFM9VFJBTlNNSVRUQU5DRQojI1hGQUNUT1I9MQojI1lGQUNUT1I9MC4wMDEKIyNGSVJTVFg9MzEwMAojI0xBU1RYPTI4MDAKIyNERUxUQVg9LTUwCiMjTlBPSU5UUz03CiMjRklSU1RZPTAuOTUKIyNYWURBVEE9KFgrKyhZLi5ZKSkKMzEwMCA5NTAgOTAwIDYyMCA0NTAKMjkwMCA3MDAgODYwIDkyMAojI0VORD0K", "options": {"xUnit": "um"}}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -722,7 +725,10 @@ Global___SpectrumInput: _TypeAlias = SpectrumInput  # noqa: Y015
 
 @_typing.final
 class EncodeSpectrumRequest(_message.Message):
-    """Spectra to encode."""
+    """Spectra to encode.
+
+    Example: {"spectra": [{"content": "IyNUSVRMRT1Qb2x5c3R5cmVuZSBmaWxtLCBDLUggc3RyZXRjaCByZWdpb24KIyNKQ0FNUC1EWD00LjI0CiMjREFUQSBUWVBFPUlORlJBUkVEIFNQRUNUUlVNCiMjWFVOSVRTPTEvQ00KIyNZVU5JVFM9VFJBTlNNSVRUQU5DRQojI1hGQUNUT1I9MQojI1lGQUNUT1I9MC4wMDEKIyNGSVJTVFg9MzEwMAojI0xBU1RYPTI4MDAKIyNERUxUQVg9LTUwCiMjTlBPSU5UUz03CiMjRklSU1RZPTAuOTUKIyNYWURBVEE9KFgrKyhZLi5ZKSkKMzEwMCA5NTAgOTAwIDYyMCA0NTAKMjkwMCA3MDAgODYwIDkyMAojI0VORD0K"}], "options": {"grid": {"start": 3100, "stop": 2800, "points": 16, "unit": "1/cm"}, "normalization": "NORMALIZATION_MAX"}}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

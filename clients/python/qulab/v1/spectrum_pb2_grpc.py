@@ -58,8 +58,6 @@ class SpectrumServiceServicer:
         file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
         mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
         INTERNAL with an error id.
-
-        Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,8 +68,6 @@ class SpectrumServiceServicer:
         `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
         and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
         each has its own status in `item_status`.
-
-        Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

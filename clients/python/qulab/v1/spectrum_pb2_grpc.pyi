@@ -43,16 +43,12 @@ class SpectrumServiceStub:
     file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
     mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
     INTERNAL with an error id.
-
-    Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
     """
     EncodeSpectrum: _grpc.UnaryUnaryMultiCallable[_spectrum_pb2.EncodeSpectrumRequest, _spectrum_pb2.EncodeSpectrumResponse]
     """Encodes spectra (JCAMP files, parsed blocks or raw arrays) as one float32 matrix
     `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
     and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
     each has its own status in `item_status`.
-
-    Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
     """
 
 @_typing.type_check_only
@@ -67,16 +63,12 @@ class SpectrumServiceAsyncStub(SpectrumServiceStub):
     file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
     mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
     INTERNAL with an error id.
-
-    Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
     """
     EncodeSpectrum: _aio.UnaryUnaryMultiCallable[_spectrum_pb2.EncodeSpectrumRequest, _spectrum_pb2.EncodeSpectrumResponse]  # type: ignore[assignment]
     """Encodes spectra (JCAMP files, parsed blocks or raw arrays) as one float32 matrix
     `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
     and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
     each has its own status in `item_status`.
-
-    Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
     """
 
 class SpectrumServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -94,8 +86,6 @@ class SpectrumServiceServicer(metaclass=_abc_1.ABCMeta):
         file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
         mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
         INTERNAL with an error id.
-
-        Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
         """
 
     @_abc_1.abstractmethod
@@ -108,8 +98,6 @@ class SpectrumServiceServicer(metaclass=_abc_1.ABCMeta):
         `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
         and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
         each has its own status in `item_status`.
-
-        Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
         """
 
 def add_SpectrumServiceServicer_to_server(servicer: SpectrumServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

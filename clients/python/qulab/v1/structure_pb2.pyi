@@ -241,7 +241,11 @@ Global___StructureOptions: _TypeAlias = StructureOptions  # noqa: Y015
 
 @_typing.final
 class ParseStructureRequest(_message.Message):
-    """A structure file to parse."""
+    """A structure file to parse.
+
+    Example: {"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK", "format": "STRUCTURE_FORMAT_CIF", "id": "rock salt"}
+    Example: {"content": "U2kgKGRpYW1vbmQpLCBhID0gNS40MzEgQQo1LjQzMQowLjAgMC41IDAuNQowLjUgMC4wIDAuNQowLjUgMC41IDAuMApTaQoyCkRpcmVjdAowLjAwIDAuMDAgMC4wMAowLjI1IDAuMjUgMC4yNQo=", "options": {"cell": "CELL_CHOICE_CONVENTIONAL"}}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -706,7 +710,10 @@ Global___StructureInput: _TypeAlias = StructureInput  # noqa: Y015
 
 @_typing.final
 class WriteStructureRequest(_message.Message):
-    """A structure to write out."""
+    """A structure to write out.
+
+    Example: {"input": {"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK"}, "outputFormat": "STRUCTURE_FORMAT_POSCAR"}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -768,7 +775,10 @@ Global___WriteStructureResponse: _TypeAlias = WriteStructureResponse  # noqa: Y0
 
 @_typing.final
 class EncodeStructureRequest(_message.Message):
-    """Structures to encode."""
+    """Structures to encode.
+
+    Example: {"structures": [{"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK"}, {"content": "U2kgKGRpYW1vbmQpLCBhID0gNS40MzEgQQo1LjQzMQowLjAgMC41IDAuNQowLjUgMC4wIDAuNQowLjUgMC41IDAuMApTaQoyCkRpcmVjdAowLjAwIDAuMDAgMC4wMAowLjI1IDAuMjUgMC4yNQo=", "format": "STRUCTURE_FORMAT_POSCAR"}]}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -71,8 +71,6 @@ class StructureServiceServicer:
         field, and whose description names the data block and CIF tag (or the POSCAR line)
         where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
         DEADLINE_EXCEEDED; INTERNAL with an error id.
-
-        Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,8 +81,6 @@ class StructureServiceServicer:
         files convert both ways. CIF output lists every site in P 1 with its occupancy;
         POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
         dynamics flags and velocities when the structure has them.
-
-        Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,8 +91,6 @@ class StructureServiceServicer:
         named columns: composition over elements 1-118, lattice, density, symmetry and
         element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
         fail do not fail the call: each has its own status in `item_status`.
-
-        Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

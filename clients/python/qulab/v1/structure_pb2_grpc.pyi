@@ -48,24 +48,18 @@ class StructureServiceStub:
     field, and whose description names the data block and CIF tag (or the POSCAR line)
     where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
     DEADLINE_EXCEEDED; INTERNAL with an error id.
-
-    Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
     """
     WriteStructure: _grpc.UnaryUnaryMultiCallable[_structure_pb2.WriteStructureRequest, _structure_pb2.WriteStructureResponse]
     """Writes a structure (a parsed one, or a CIF/POSCAR input) as CIF or POSCAR text, so
     files convert both ways. CIF output lists every site in P 1 with its occupancy;
     POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
     dynamics flags and velocities when the structure has them.
-
-    Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
     """
     EncodeStructure: _grpc.UnaryUnaryMultiCallable[_structure_pb2.EncodeStructureRequest, _structure_pb2.EncodeStructureResponse]
     """Encodes many structures into one fixed-length feature matrix `[n, d]` (float32) with
     named columns: composition over elements 1-118, lattice, density, symmetry and
     element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
     fail do not fail the call: each has its own status in `item_status`.
-
-    Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
     """
 
 @_typing.type_check_only
@@ -85,24 +79,18 @@ class StructureServiceAsyncStub(StructureServiceStub):
     field, and whose description names the data block and CIF tag (or the POSCAR line)
     where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
     DEADLINE_EXCEEDED; INTERNAL with an error id.
-
-    Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
     """
     WriteStructure: _aio.UnaryUnaryMultiCallable[_structure_pb2.WriteStructureRequest, _structure_pb2.WriteStructureResponse]  # type: ignore[assignment]
     """Writes a structure (a parsed one, or a CIF/POSCAR input) as CIF or POSCAR text, so
     files convert both ways. CIF output lists every site in P 1 with its occupancy;
     POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
     dynamics flags and velocities when the structure has them.
-
-    Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
     """
     EncodeStructure: _aio.UnaryUnaryMultiCallable[_structure_pb2.EncodeStructureRequest, _structure_pb2.EncodeStructureResponse]  # type: ignore[assignment]
     """Encodes many structures into one fixed-length feature matrix `[n, d]` (float32) with
     named columns: composition over elements 1-118, lattice, density, symmetry and
     element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
     fail do not fail the call: each has its own status in `item_status`.
-
-    Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
     """
 
 class StructureServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,8 +113,6 @@ class StructureServiceServicer(metaclass=_abc_1.ABCMeta):
         field, and whose description names the data block and CIF tag (or the POSCAR line)
         where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
         DEADLINE_EXCEEDED; INTERNAL with an error id.
-
-        Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
         """
 
     @_abc_1.abstractmethod
@@ -139,8 +125,6 @@ class StructureServiceServicer(metaclass=_abc_1.ABCMeta):
         files convert both ways. CIF output lists every site in P 1 with its occupancy;
         POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
         dynamics flags and velocities when the structure has them.
-
-        Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
         """
 
     @_abc_1.abstractmethod
@@ -153,8 +137,6 @@ class StructureServiceServicer(metaclass=_abc_1.ABCMeta):
         named columns: composition over elements 1-118, lattice, density, symmetry and
         element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
         fail do not fail the call: each has its own status in `item_status`.
-
-        Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
         """
 
 def add_StructureServiceServicer_to_server(servicer: StructureServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

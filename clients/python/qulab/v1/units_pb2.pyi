@@ -23,7 +23,13 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ConvertUnitsRequest(_message.Message):
-    """Values to convert."""
+    """Values to convert.
+
+    Example: {"values": [500, 632.8], "fromUnit": "nm", "toUnit": "1/cm", "context": "spectroscopy"}
+    Example: {"values": [1, 10], "fromUnit": "kcal/mol", "toUnit": "kJ/mol"}
+    Example: {"values": [2.0], "fromUnit": "eV", "toUnit": "nm", "context": "spectroscopy"}
+    Example: {"values": [25, 100], "fromUnit": "degC", "toUnit": "K"}
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

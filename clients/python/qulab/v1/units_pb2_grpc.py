@@ -53,8 +53,6 @@ class UnitServiceServicer:
         unknown unit or context, or units of different dimensions (with the context that would
         relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
         `tensor` are given.
-
-        Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

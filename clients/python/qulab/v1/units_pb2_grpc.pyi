@@ -42,8 +42,6 @@ class UnitServiceStub:
     unknown unit or context, or units of different dimensions (with the context that would
     relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
     `tensor` are given.
-
-    Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
     """
 
 @_typing.type_check_only
@@ -58,8 +56,6 @@ class UnitServiceAsyncStub(UnitServiceStub):
     unknown unit or context, or units of different dimensions (with the context that would
     relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
     `tensor` are given.
-
-    Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
     """
 
 class UnitServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -77,8 +73,6 @@ class UnitServiceServicer(metaclass=_abc_1.ABCMeta):
         unknown unit or context, or units of different dimensions (with the context that would
         relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
         `tensor` are given.
-
-        Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
         """
 
 def add_UnitServiceServicer_to_server(servicer: UnitServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

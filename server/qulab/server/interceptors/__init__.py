@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from qulab.server.call import Call, Context
 from qulab.server.config import Settings
-from qulab.server.interceptors.auth import Authenticator, AuthTables
+from qulab.server.interceptors.auth import Authenticator, AuthTables, not_allowed
 from qulab.server.interceptors.deadline import Deadlines
 from qulab.server.interceptors.ratelimit import RateLimiter
 from qulab.server.interceptors.roles import RoleTable
@@ -81,6 +81,17 @@ class Interceptors:
         if self.limiter is not None:
             self.limiter.admit(call)
         self.deadlines.admit(call, context)
+
+    def allows(self, call: Call, method: str) -> bool:
+        """Whether the admitted `call`'s caller may call `method` too (all may, without
+        authentication)."""
+        return self.auth is None or (call.grant is not None and call.grant.allows(method))
+
+    def authorize(self, call: Call, method: str) -> None:
+        """RBAC for `method` on behalf of the admitted `call` (a tool call reaching the RPC
+        it names): PermissionDenied unless the caller's roles allow it."""
+        if not self.allows(call, method):
+            raise not_allowed(method)
 
     def messages(self, call: Call, requests: AsyncIterator[T]) -> AsyncIterator[T]:
         """A stream's requests as its servicer should read them (paced by the limiter)."""

@@ -29,7 +29,7 @@ from qulab.server.interceptors._tokens import TokenVerifier
 from qulab.server.interceptors.roles import Grant, RolesFileError, RoleTable
 from qulab.server.watch import fingerprint
 
-__all__ = ["AuthTables", "Authenticator", "RolesFileError"]
+__all__ = ["AuthTables", "Authenticator", "RolesFileError", "not_allowed"]
 
 _log = logging.getLogger("qulab.auth")
 _API_KEY = "x-api-key"
@@ -53,6 +53,15 @@ class AuthTables:
         roles = RoleTable.load(settings)
         keys = ApiKeys.load(settings.api_keys_file, roles) if settings.api_keys_file else None
         return cls(roles, keys, TokenVerifier.load(settings, roles))
+
+
+def not_allowed(method: str) -> PermissionDenied:
+    """The refusal of a caller whose roles do not allow `method`."""
+    return PermissionDenied(
+        f"the caller may not call {method[1:]}",
+        reason="METHOD_NOT_ALLOWED",
+        metadata={"method": method[1:]},
+    )
 
 
 def watched_files(settings: Settings) -> tuple[str, ...]:
@@ -89,11 +98,7 @@ class Authenticator:
         call.principal = principal
         call.grant = grant
         if not grant.allows(call.method):
-            raise PermissionDenied(
-                f"the caller may not call {call.method[1:]}",
-                reason="METHOD_NOT_ALLOWED",
-                metadata={"method": call.method[1:]},
-            )
+            raise not_allowed(call.method)
 
     def _identify(self, call: Call, context: Context, tables: AuthTables) -> tuple[str, Grant]:
         api_key = authorization = None

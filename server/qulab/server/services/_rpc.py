@@ -9,18 +9,25 @@ Inside, servicers call `validate` (the request's protovalidate rules), `Rpc.comp
 then the worker pool) and `Rpc.provenance`. Responses travel as bytes end to end: the
 worker's serialized answer plus the serialized provenance field (protobuf concatenation is
 a merge), so the event loop neither parses nor re-serializes what workers computed.
+
+Every wrapped servicer method is also kept in `Rpc.registered`, so that a tool call
+(`services.tools`) runs the very handler its RPC runs, on a `Call` that `Rpc.on_behalf`
+derives from its own after RBAC for that RPC.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 import protovalidate
@@ -47,7 +54,7 @@ from qulab.server.telemetry import Tracing
 from qulab.server.workers.pool import ItemResult, WorkerPool
 from qulab.v1 import common_pb2
 
-__all__ = ["Call", "Context", "Rpc", "check_size", "validate"]
+__all__ = ["Call", "Context", "Registered", "Rpc", "check_size", "validate"]
 
 _log = logging.getLogger("qulab.rpc")
 _REQUEST_ID_KEY = "x-request-id"
@@ -55,6 +62,18 @@ _MAX_REQUEST_ID = 128
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _PUSHBACK_KEY = "grpc-retry-pushback-ms"
 RequestT = TypeVar("RequestT", bound=Message)
+UnaryHandler = Callable[[Any, Context, Call], Awaitable[bytes]]
+StreamHandler = Callable[[AsyncIterator[Any], Context, Call], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A servicer method as `Rpc` wrapped it: its handler, to run inside the server."""
+
+    method: str  # "/qulab.v1.MoleculeService/ParseMolecule"
+    request_type: type[Message]
+    unary: UnaryHandler | None = None
+    stream: StreamHandler | None = None
 
 
 def _field_path(violation: protovalidate.Violation) -> str:
@@ -119,6 +138,7 @@ class Rpc:
         self.idle = asyncio.Event()  # set while no call is in flight (the drain waits on it)
         self.idle.set()
         self.draining = False  # new calls are refused with UNAVAILABLE
+        self.registered: dict[str, Registered] = {}  # every method wrapped, by its path
 
     def _enter(self) -> None:
         self.in_flight += 1
@@ -142,6 +162,8 @@ class Rpc:
                 return await handler(request, context, call)
             raise AssertionError("unreachable: a failed call is aborted, which raises")
 
+        self.registered[method] = Registered(method, request_type, unary=handler)
+
         return grpc.unary_unary_rpc_method_handler(
             serve, request_deserializer=request_type.FromString, response_serializer=bytes
         )
@@ -162,6 +184,8 @@ class Rpc:
                     yield response
                 # Each item logged its own line; this one is the stream's.
                 _log_outcome(call, "OK", items=call.items)
+
+        self.registered[method] = Registered(method, request_type, stream=handler)
 
         return grpc.stream_stream_rpc_method_handler(
             serve, request_deserializer=request_type.FromString, response_serializer=bytes
@@ -214,6 +238,26 @@ class Rpc:
             if key == _REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value[:_MAX_REQUEST_ID]
         return Call(method, request_id or uuid.uuid4().hex, received_ns, streaming, metadata)
+
+    # -- calls made on behalf of a call --------------------------------------------------
+
+    def allows(self, call: Call, method: str) -> bool:
+        """Whether the caller of the admitted `call` may call `method`."""
+        return self._interceptors.allows(call, method)
+
+    def on_behalf(self, call: Call, method: str) -> Call:
+        """The call the admitted `call` (a tool call) makes to `method` in-process: RBAC
+        for `method` first (PermissionDenied naming it), then the same caller, request id,
+        deadline and trace, under `method`'s name (its provenance and log line say it),
+        and `via` the tool call. Rate limiting and the deadline were applied to `call`."""
+        self._interceptors.authorize(call, method)
+        return dataclasses.replace(
+            call, method=method, via=call.method, streaming=False, items=0, received=0
+        )
+
+    def paced(self, call: Call, requests: AsyncIterator[RequestT]) -> AsyncIterator[RequestT]:
+        """Requests of a batch as a stream's are read: one rate-limit token each."""
+        return self._interceptors.messages(call, requests)
 
     # -- computing -----------------------------------------------------------------------
 
@@ -269,6 +313,32 @@ class Rpc:
         record = self.provenance(call, payload, [result], parameters, len(result.body))
         return self.respond(call, result.body, record, response_type)
 
+    def answer_here(
+        self,
+        call: Call,
+        request: Message,
+        answer: Callable[[], Message],
+        parameters: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """The whole of a unary call the server process answers itself (no worker): the
+        message `answer()` makes, timed as the computation, with provenance."""
+        started = time.time_ns()
+        t0 = time.perf_counter_ns()
+        response = answer()
+        body = response.SerializeToString()
+        here = ItemResult(
+            ok=True,
+            body=body,
+            queue_ns=0,
+            compute_ns=time.perf_counter_ns() - t0,
+            started_ns=started,
+            finished_ns=time.time_ns(),
+            worker_pid=os.getpid(),  # computed by the server process itself
+        )
+        payload = request.SerializeToString(deterministic=True)
+        record = self.provenance(call, payload, [here], parameters or {}, len(body))
+        return self.respond(call, body, record, type(response))
+
     @staticmethod
     def provenance(
         call: Call,
@@ -308,6 +378,8 @@ class Rpc:
         fields = provenance.log_fields(record)
         fields["duration_ns"] = time.time_ns() - fields["received_ns"]
         fields["span_id"] = call.span_id
+        if call.via:
+            fields["via"] = call.via
         rpc_log.write({"code": code_pb2.Code.Name(code), **fields})
         return body + provenance.as_field(record, response_type)
 

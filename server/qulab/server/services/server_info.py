@@ -3,14 +3,10 @@ server process; it goes through the same interceptors as every other call."""
 
 from __future__ import annotations
 
-import os
-import time
-
 import grpc
 
 from qulab.server.services._rpc import Call, Context, Rpc
 from qulab.server.status import ServerStatus
-from qulab.server.workers.pool import ItemResult
 from qulab.v1 import server_pb2
 
 __all__ = ["SERVICE", "ServerInfoServicer"]
@@ -38,18 +34,4 @@ class ServerInfoServicer:
     async def get_server_info(
         self, request: server_pb2.GetServerInfoRequest, context: Context, call: Call
     ) -> bytes:
-        started = time.time_ns()
-        t0 = time.perf_counter_ns()
-        body = self._status.info().SerializeToString()
-        here = ItemResult(
-            ok=True,
-            body=body,
-            queue_ns=0,
-            compute_ns=time.perf_counter_ns() - t0,
-            started_ns=started,
-            finished_ns=time.time_ns(),
-            worker_pid=os.getpid(),  # computed by the server process itself
-        )
-        payload = request.SerializeToString(deterministic=True)
-        record = self._rpc.provenance(call, payload, [here], {}, len(body))
-        return self._rpc.respond(call, body, record, server_pb2.GetServerInfoResponse)
+        return self._rpc.answer_here(call, request, self._status.info)

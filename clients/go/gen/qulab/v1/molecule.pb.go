@@ -520,6 +520,11 @@ func (*MoleculeInput_Inchi) isMoleculeInput_Input() {}
 func (*MoleculeInput_Molfile) isMoleculeInput_Input() {}
 
 // One molecule to parse.
+//
+// Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O", "id": "aspirin"}
+// Example: {"inchi": "InChI=1S/C8H10N4O2/c1-10-4-9-6-5(10)7(13)12(3)8(14)11(6)2/h4H,1-3H3", "id": "caffeine"}
+// Example: {"selfies": "[C][C][O]", "options": {"removeHydrogens": false, "isomeric": true}}
+// Example: {"smiles": "C[C@H](N)C(=O)O", "options": {"kekulize": true}, "id": "L-alanine"}
 type ParseMoleculeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The molecule.
@@ -1333,6 +1338,9 @@ func (x *FingerprintOptions) GetIncludeChirality() bool {
 }
 
 // Molecules to encode.
+//
+// Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1O"}, {"inchi": "InChI=1S/CH4/h1H4"}], "encoding": "MOLECULE_ENCODING_MORGAN", "fingerprint": {"radius": 2, "nBits": 1024}}
+// Example: {"molecules": [{"smiles": "CC(=O)Oc1ccccc1C(=O)O"}], "encoding": "MOLECULE_ENCODING_MACCS"}
 type EncodeMoleculeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The molecules, in order. The server limits how many one call may carry.

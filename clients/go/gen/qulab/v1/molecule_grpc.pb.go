@@ -44,8 +44,6 @@ type MoleculeServiceClient interface {
 	// RDKit's reason (with the character position where RDKit reports one);
 	// RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
 	// queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-	//
-	// Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
 	ParseMolecule(ctx context.Context, in *ParseMoleculeRequest, opts ...grpc.CallOption) (*ParseMoleculeResponse, error)
 	// Parses a stream of molecules. Answers come back in request order, one per request;
 	// an item that fails carries its own `error` and the stream goes on. The server keeps
@@ -55,8 +53,6 @@ type MoleculeServiceClient interface {
 	// Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
 	// (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
 	// Items that fail do not fail the call: each has its own status in `item_status`.
-	//
-	// Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
 	EncodeMolecule(ctx context.Context, in *EncodeMoleculeRequest, opts ...grpc.CallOption) (*EncodeMoleculeResponse, error)
 }
 
@@ -118,8 +114,6 @@ type MoleculeServiceServer interface {
 	// RDKit's reason (with the character position where RDKit reports one);
 	// RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
 	// queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-	//
-	// Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
 	ParseMolecule(context.Context, *ParseMoleculeRequest) (*ParseMoleculeResponse, error)
 	// Parses a stream of molecules. Answers come back in request order, one per request;
 	// an item that fails carries its own `error` and the stream goes on. The server keeps
@@ -129,8 +123,6 @@ type MoleculeServiceServer interface {
 	// Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
 	// (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
 	// Items that fail do not fail the call: each has its own status in `item_status`.
-	//
-	// Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
 	EncodeMolecule(context.Context, *EncodeMoleculeRequest) (*EncodeMoleculeResponse, error)
 	mustEmbedUnimplementedMoleculeServiceServer()
 }

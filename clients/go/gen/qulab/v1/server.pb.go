@@ -83,6 +83,8 @@ func (ServerState) EnumDescriptor() ([]byte, []int) {
 }
 
 // Asks for the server's state.
+//
+// Example: {}
 type GetServerInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields

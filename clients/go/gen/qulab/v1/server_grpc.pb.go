@@ -33,8 +33,6 @@ const (
 type ServerServiceClient interface {
 	// The server's versions, capacity and load, and whether it is degraded (and why).
 	// Answered by the server process itself, without a worker; for the `admin` role.
-	//
-	// Example: {}
 	GetServerInfo(ctx context.Context, in *GetServerInfoRequest, opts ...grpc.CallOption) (*GetServerInfoResponse, error)
 }
 
@@ -64,8 +62,6 @@ func (c *serverServiceClient) GetServerInfo(ctx context.Context, in *GetServerIn
 type ServerServiceServer interface {
 	// The server's versions, capacity and load, and whether it is degraded (and why).
 	// Answered by the server process itself, without a worker; for the `admin` role.
-	//
-	// Example: {}
 	GetServerInfo(context.Context, *GetServerInfoRequest) (*GetServerInfoResponse, error)
 	mustEmbedUnimplementedServerServiceServer()
 }

@@ -252,6 +252,8 @@ func (x *ParseSpectrumOptions) GetXUnit() string {
 }
 
 // A JCAMP-DX file to parse.
+//
+// Example: {"content": "IyNUSVRMRT1Qb2x5c3R5cmVuZSBmaWxtLCBDLUggc3RyZXRjaCByZWdpb24KIyNKQ0FNUC1EWD00LjI0CiMjREFUQSBUWVBFPUlORlJBUkVEIFNQRUNUUlVNCiMjWFVOSVRTPTEvQ00KIyNZVU5JVFM9VFJBTlNNSVRUQU5DRQojI1hGQUNUT1I9MQojI1lGQUNUT1I9MC4wMDEKIyNGSVJTVFg9MzEwMAojI0xBU1RYPTI4MDAKIyNERUxUQVg9LTUwCiMjTlBPSU5UUz03CiMjRklSU1RZPTAuOTUKIyNYWURBVEE9KFgrKyhZLi5ZKSkKMzEwMCA5NTAgOTAwIDYyMCA0NTAKMjkwMCA3MDAgODYwIDkyMAojI0VORD0K", "options": {"xUnit": "um"}}
 type ParseSpectrumRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The file's bytes (ASCII; Latin-1 bytes in comments and values are accepted).
@@ -1406,6 +1408,8 @@ func (*SpectrumInput_Spectrum) isSpectrumInput_Input() {}
 func (*SpectrumInput_Arrays) isSpectrumInput_Input() {}
 
 // Spectra to encode.
+//
+// Example: {"spectra": [{"content": "IyNUSVRMRT1Qb2x5c3R5cmVuZSBmaWxtLCBDLUggc3RyZXRjaCByZWdpb24KIyNKQ0FNUC1EWD00LjI0CiMjREFUQSBUWVBFPUlORlJBUkVEIFNQRUNUUlVNCiMjWFVOSVRTPTEvQ00KIyNZVU5JVFM9VFJBTlNNSVRUQU5DRQojI1hGQUNUT1I9MQojI1lGQUNUT1I9MC4wMDEKIyNGSVJTVFg9MzEwMAojI0xBU1RYPTI4MDAKIyNERUxUQVg9LTUwCiMjTlBPSU5UUz03CiMjRklSU1RZPTAuOTUKIyNYWURBVEE9KFgrKyhZLi5ZKSkKMzEwMCA5NTAgOTAwIDYyMCA0NTAKMjkwMCA3MDAgODYwIDkyMAojI0VORD0K"}], "options": {"grid": {"start": 3100, "stop": 2800, "points": 16, "unit": "1/cm"}, "normalization": "NORMALIZATION_MAX"}}
 type EncodeSpectrumRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The spectra, one row each.

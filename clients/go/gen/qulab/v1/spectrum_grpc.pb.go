@@ -39,15 +39,11 @@ type SpectrumServiceClient interface {
 	// file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
 	// mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
 	// INTERNAL with an error id.
-	//
-	// Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
 	ParseSpectrum(ctx context.Context, in *ParseSpectrumRequest, opts ...grpc.CallOption) (*ParseSpectrumResponse, error)
 	// Encodes spectra (JCAMP files, parsed blocks or raw arrays) as one float32 matrix
 	// `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
 	// and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
 	// each has its own status in `item_status`.
-	//
-	// Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
 	EncodeSpectrum(ctx context.Context, in *EncodeSpectrumRequest, opts ...grpc.CallOption) (*EncodeSpectrumResponse, error)
 }
 
@@ -91,15 +87,11 @@ type SpectrumServiceServer interface {
 	// file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
 	// mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
 	// INTERNAL with an error id.
-	//
-	// Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
 	ParseSpectrum(context.Context, *ParseSpectrumRequest) (*ParseSpectrumResponse, error)
 	// Encodes spectra (JCAMP files, parsed blocks or raw arrays) as one float32 matrix
 	// `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
 	// and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
 	// each has its own status in `item_status`.
-	//
-	// Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
 	EncodeSpectrum(context.Context, *EncodeSpectrumRequest) (*EncodeSpectrumResponse, error)
 	mustEmbedUnimplementedSpectrumServiceServer()
 }

@@ -381,6 +381,9 @@ func (x *StructureOptions) GetDetectSymmetry() bool {
 }
 
 // A structure file to parse.
+//
+// Example: {"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK", "format": "STRUCTURE_FORMAT_CIF", "id": "rock salt"}
+// Example: {"content": "U2kgKGRpYW1vbmQpLCBhID0gNS40MzEgQQo1LjQzMQowLjAgMC41IDAuNQowLjUgMC4wIDAuNQowLjUgMC41IDAuMApTaQoyCkRpcmVjdAowLjAwIDAuMDAgMC4wMAowLjI1IDAuMjUgMC4yNQo=", "options": {"cell": "CELL_CHOICE_CONVENTIONAL"}}
 type ParseStructureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The file's bytes (UTF-8 or ASCII text).
@@ -1302,6 +1305,8 @@ func (*StructureInput_Structure) isStructureInput_Input() {}
 func (*StructureInput_Content) isStructureInput_Input() {}
 
 // A structure to write out.
+//
+// Example: {"input": {"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK"}, "outputFormat": "STRUCTURE_FORMAT_POSCAR"}
 type WriteStructureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What to write.
@@ -1421,6 +1426,8 @@ func (x *WriteStructureResponse) GetProvenance() *Provenance {
 }
 
 // Structures to encode.
+//
+// Example: {"structures": [{"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK"}, {"content": "U2kgKGRpYW1vbmQpLCBhID0gNS40MzEgQQo1LjQzMQowLjAgMC41IDAuNQowLjUgMC4wIDAuNQowLjUgMC41IDAuMApTaQoyCkRpcmVjdAowLjAwIDAuMDAgMC4wMAowLjI1IDAuMjUgMC4yNQo=", "format": "STRUCTURE_FORMAT_POSCAR"}]}
 type EncodeStructureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The structures, one row each.

@@ -44,22 +44,16 @@ type StructureServiceClient interface {
 	// field, and whose description names the data block and CIF tag (or the POSCAR line)
 	// where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
 	// DEADLINE_EXCEEDED; INTERNAL with an error id.
-	//
-	// Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
 	ParseStructure(ctx context.Context, in *ParseStructureRequest, opts ...grpc.CallOption) (*ParseStructureResponse, error)
 	// Writes a structure (a parsed one, or a CIF/POSCAR input) as CIF or POSCAR text, so
 	// files convert both ways. CIF output lists every site in P 1 with its occupancy;
 	// POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
 	// dynamics flags and velocities when the structure has them.
-	//
-	// Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
 	WriteStructure(ctx context.Context, in *WriteStructureRequest, opts ...grpc.CallOption) (*WriteStructureResponse, error)
 	// Encodes many structures into one fixed-length feature matrix `[n, d]` (float32) with
 	// named columns: composition over elements 1-118, lattice, density, symmetry and
 	// element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
 	// fail do not fail the call: each has its own status in `item_status`.
-	//
-	// Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
 	EncodeStructure(ctx context.Context, in *EncodeStructureRequest, opts ...grpc.CallOption) (*EncodeStructureResponse, error)
 }
 
@@ -117,22 +111,16 @@ type StructureServiceServer interface {
 	// field, and whose description names the data block and CIF tag (or the POSCAR line)
 	// where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
 	// DEADLINE_EXCEEDED; INTERNAL with an error id.
-	//
-	// Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
 	ParseStructure(context.Context, *ParseStructureRequest) (*ParseStructureResponse, error)
 	// Writes a structure (a parsed one, or a CIF/POSCAR input) as CIF or POSCAR text, so
 	// files convert both ways. CIF output lists every site in P 1 with its occupancy;
 	// POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
 	// dynamics flags and velocities when the structure has them.
-	//
-	// Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
 	WriteStructure(context.Context, *WriteStructureRequest) (*WriteStructureResponse, error)
 	// Encodes many structures into one fixed-length feature matrix `[n, d]` (float32) with
 	// named columns: composition over elements 1-118, lattice, density, symmetry and
 	// element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
 	// fail do not fail the call: each has its own status in `item_status`.
-	//
-	// Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
 	EncodeStructure(context.Context, *EncodeStructureRequest) (*EncodeStructureResponse, error)
 	mustEmbedUnimplementedStructureServiceServer()
 }

@@ -26,6 +26,11 @@ const (
 )
 
 // Values to convert.
+//
+// Example: {"values": [500, 632.8], "fromUnit": "nm", "toUnit": "1/cm", "context": "spectroscopy"}
+// Example: {"values": [1, 10], "fromUnit": "kcal/mol", "toUnit": "kJ/mol"}
+// Example: {"values": [2.0], "fromUnit": "eV", "toUnit": "nm", "context": "spectroscopy"}
+// Example: {"values": [25, 100], "fromUnit": "degC", "toUnit": "K"}
 type ConvertUnitsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The values, for a few scalars. Exactly one of `values` and `tensor` is given.

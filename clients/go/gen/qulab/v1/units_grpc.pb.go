@@ -37,8 +37,6 @@ type UnitServiceClient interface {
 	// unknown unit or context, or units of different dimensions (with the context that would
 	// relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
 	// `tensor` are given.
-	//
-	// Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
 	ConvertUnits(ctx context.Context, in *ConvertUnitsRequest, opts ...grpc.CallOption) (*ConvertUnitsResponse, error)
 }
 
@@ -72,8 +70,6 @@ type UnitServiceServer interface {
 	// unknown unit or context, or units of different dimensions (with the context that would
 	// relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
 	// `tensor` are given.
-	//
-	// Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
 	ConvertUnits(context.Context, *ConvertUnitsRequest) (*ConvertUnitsResponse, error)
 	mustEmbedUnimplementedUnitServiceServer()
 }

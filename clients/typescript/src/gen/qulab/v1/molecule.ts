@@ -377,7 +377,14 @@ export interface MoleculeInput {
   molfile?: string | undefined;
 }
 
-/** One molecule to parse. */
+/**
+ * One molecule to parse.
+ *
+ * Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O", "id": "aspirin"}
+ * Example: {"inchi": "InChI=1S/C8H10N4O2/c1-10-4-9-6-5(10)7(13)12(3)8(14)11(6)2/h4H,1-3H3", "id": "caffeine"}
+ * Example: {"selfies": "[C][C][O]", "options": {"removeHydrogens": false, "isomeric": true}}
+ * Example: {"smiles": "C[C@H](N)C(=O)O", "options": {"kekulize": true}, "id": "L-alanine"}
+ */
 export interface ParseMoleculeRequest {
   /** Daylight SMILES (RDKit dialect), e.g. "CCO". */
   smiles?:
@@ -541,7 +548,12 @@ export interface FingerprintOptions {
   includeChirality: boolean;
 }
 
-/** Molecules to encode. */
+/**
+ * Molecules to encode.
+ *
+ * Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1O"}, {"inchi": "InChI=1S/CH4/h1H4"}], "encoding": "MOLECULE_ENCODING_MORGAN", "fingerprint": {"radius": 2, "nBits": 1024}}
+ * Example: {"molecules": [{"smiles": "CC(=O)Oc1ccccc1C(=O)O"}], "encoding": "MOLECULE_ENCODING_MACCS"}
+ */
 export interface EncodeMoleculeRequest {
   /** The molecules, in order. The server limits how many one call may carry. */
   molecules: MoleculeInput[];
@@ -2547,8 +2559,6 @@ export const MoleculeServiceService = {
    * RDKit's reason (with the character position where RDKit reports one);
    * RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
    * queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-   *
-   * Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
    */
   parseMolecule: {
     path: "/qulab.v1.MoleculeService/ParseMolecule" as const,
@@ -2580,8 +2590,6 @@ export const MoleculeServiceService = {
    * Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
    * (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
    * Items that fail do not fail the call: each has its own status in `item_status`.
-   *
-   * Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
    */
   encodeMolecule: {
     path: "/qulab.v1.MoleculeService/EncodeMolecule" as const,
@@ -2604,8 +2612,6 @@ export interface MoleculeServiceServer extends UntypedServiceImplementation {
    * RDKit's reason (with the character position where RDKit reports one);
    * RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
    * queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-   *
-   * Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
    */
   parseMolecule: handleUnaryCall<ParseMoleculeRequest, ParseMoleculeResponse>;
   /**
@@ -2619,8 +2625,6 @@ export interface MoleculeServiceServer extends UntypedServiceImplementation {
    * Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
    * (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
    * Items that fail do not fail the call: each has its own status in `item_status`.
-   *
-   * Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
    */
   encodeMolecule: handleUnaryCall<EncodeMoleculeRequest, EncodeMoleculeResponse>;
 }
@@ -2633,8 +2637,6 @@ export interface MoleculeServiceClient extends Client {
    * RDKit's reason (with the character position where RDKit reports one);
    * RESOURCE_EXHAUSTED with a `grpc-retry-pushback-ms` trailer when the server's
    * queue is full; DEADLINE_EXCEEDED; INTERNAL with an error id when a worker crashed.
-   *
-   * Example: {"smiles": "CC(=O)Oc1ccccc1C(=O)O"}
    */
   parseMolecule(
     request: ParseMoleculeRequest,
@@ -2667,8 +2669,6 @@ export interface MoleculeServiceClient extends Client {
    * Encodes many molecules into one feature matrix `[n, d]`: Morgan/ECFP, feature-Morgan
    * (FCFP), MACCS keys, atom pairs, topological torsions, or the RDKit 2D descriptors.
    * Items that fail do not fail the call: each has its own status in `item_status`.
-   *
-   * Example: {"molecules": [{"smiles": "CCO"}, {"smiles": "c1ccccc1"}], "encoding": "MOLECULE_ENCODING_MORGAN"}
    */
   encodeMolecule(
     request: EncodeMoleculeRequest,

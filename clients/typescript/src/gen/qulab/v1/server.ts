@@ -80,7 +80,11 @@ export function serverStateToJSON(object: ServerState): string {
   }
 }
 
-/** Asks for the server's state. */
+/**
+ * Asks for the server's state.
+ *
+ * Example: {}
+ */
 export interface GetServerInfoRequest {
 }
 
@@ -946,8 +950,6 @@ export const ServerServiceService = {
   /**
    * The server's versions, capacity and load, and whether it is degraded (and why).
    * Answered by the server process itself, without a worker; for the `admin` role.
-   *
-   * Example: {}
    */
   getServerInfo: {
     path: "/qulab.v1.ServerService/GetServerInfo" as const,
@@ -965,8 +967,6 @@ export interface ServerServiceServer extends UntypedServiceImplementation {
   /**
    * The server's versions, capacity and load, and whether it is degraded (and why).
    * Answered by the server process itself, without a worker; for the `admin` role.
-   *
-   * Example: {}
    */
   getServerInfo: handleUnaryCall<GetServerInfoRequest, GetServerInfoResponse>;
 }
@@ -975,8 +975,6 @@ export interface ServerServiceClient extends Client {
   /**
    * The server's versions, capacity and load, and whether it is degraded (and why).
    * Answered by the server process itself, without a worker; for the `admin` role.
-   *
-   * Example: {}
    */
   getServerInfo(
     request: GetServerInfoRequest,

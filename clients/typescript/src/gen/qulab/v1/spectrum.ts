@@ -188,7 +188,11 @@ export interface ParseSpectrumOptions {
   xUnit: string;
 }
 
-/** A JCAMP-DX file to parse. */
+/**
+ * A JCAMP-DX file to parse.
+ *
+ * Example: {"content": "IyNUSVRMRT1Qb2x5c3R5cmVuZSBmaWxtLCBDLUggc3RyZXRjaCByZWdpb24KIyNKQ0FNUC1EWD00LjI0CiMjREFUQSBUWVBFPUlORlJBUkVEIFNQRUNUUlVNCiMjWFVOSVRTPTEvQ00KIyNZVU5JVFM9VFJBTlNNSVRUQU5DRQojI1hGQUNUT1I9MQojI1lGQUNUT1I9MC4wMDEKIyNGSVJTVFg9MzEwMAojI0xBU1RYPTI4MDAKIyNERUxUQVg9LTUwCiMjTlBPSU5UUz03CiMjRklSU1RZPTAuOTUKIyNYWURBVEE9KFgrKyhZLi5ZKSkKMzEwMCA5NTAgOTAwIDYyMCA0NTAKMjkwMCA3MDAgODYwIDkyMAojI0VORD0K", "options": {"xUnit": "um"}}
+ */
 export interface ParseSpectrumRequest {
   /** The file's bytes (ASCII; Latin-1 bytes in comments and values are accepted). */
   content: Buffer;
@@ -428,7 +432,11 @@ export interface SpectrumInput {
   block?: number | undefined;
 }
 
-/** Spectra to encode. */
+/**
+ * Spectra to encode.
+ *
+ * Example: {"spectra": [{"content": "IyNUSVRMRT1Qb2x5c3R5cmVuZSBmaWxtLCBDLUggc3RyZXRjaCByZWdpb24KIyNKQ0FNUC1EWD00LjI0CiMjREFUQSBUWVBFPUlORlJBUkVEIFNQRUNUUlVNCiMjWFVOSVRTPTEvQ00KIyNZVU5JVFM9VFJBTlNNSVRUQU5DRQojI1hGQUNUT1I9MQojI1lGQUNUT1I9MC4wMDEKIyNGSVJTVFg9MzEwMAojI0xBU1RYPTI4MDAKIyNERUxUQVg9LTUwCiMjTlBPSU5UUz03CiMjRklSU1RZPTAuOTUKIyNYWURBVEE9KFgrKyhZLi5ZKSkKMzEwMCA5NTAgOTAwIDYyMCA0NTAKMjkwMCA3MDAgODYwIDkyMAojI0VORD0K"}], "options": {"grid": {"start": 3100, "stop": 2800, "points": 16, "unit": "1/cm"}, "normalization": "NORMALIZATION_MAX"}}
+ */
 export interface EncodeSpectrumRequest {
   /** The spectra, one row each. */
   spectra: SpectrumInput[];
@@ -2932,8 +2940,6 @@ export const SpectrumServiceService = {
    * file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
    * mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
    * INTERNAL with an error id.
-   *
-   * Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
    */
   parseSpectrum: {
     path: "/qulab.v1.SpectrumService/ParseSpectrum" as const,
@@ -2950,8 +2956,6 @@ export const SpectrumServiceService = {
    * `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
    * and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
    * each has its own status in `item_status`.
-   *
-   * Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
    */
   encodeSpectrum: {
     path: "/qulab.v1.SpectrumService/EncodeSpectrum" as const,
@@ -2974,8 +2978,6 @@ export interface SpectrumServiceServer extends UntypedServiceImplementation {
    * file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
    * mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
    * INTERNAL with an error id.
-   *
-   * Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
    */
   parseSpectrum: handleUnaryCall<ParseSpectrumRequest, ParseSpectrumResponse>;
   /**
@@ -2983,8 +2985,6 @@ export interface SpectrumServiceServer extends UntypedServiceImplementation {
    * `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
    * and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
    * each has its own status in `item_status`.
-   *
-   * Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
    */
   encodeSpectrum: handleUnaryCall<EncodeSpectrumRequest, EncodeSpectrumResponse>;
 }
@@ -2997,8 +2997,6 @@ export interface SpectrumServiceClient extends Client {
    * file is wrong (in strict mode also for a failed DIF Y-checkpoint or an NPOINTS
    * mismatch, which are otherwise warnings); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED;
    * INTERNAL with an error id.
-   *
-   * Example: {"content": "IyNUSVRMRT0uLi4=", "options": {"strict": true}}
    */
   parseSpectrum(
     request: ParseSpectrumRequest,
@@ -3020,8 +3018,6 @@ export interface SpectrumServiceClient extends Client {
    * `[n, grid.points]`: resampled onto the grid, with optional baseline removal, smoothing
    * and normalisation, and a peak list per spectrum. Items that fail do not fail the call:
    * each has its own status in `item_status`.
-   *
-   * Example: {"spectra": [{"content": "IyNUSVRMRT0uLi4="}], "options": {"grid": {"start": 4000, "stop": 400, "points": 512, "unit": "1/cm"}}}
    */
   encodeSpectrum(
     request: EncodeSpectrumRequest,

@@ -319,7 +319,12 @@ export interface StructureOptions {
   detectSymmetry?: boolean | undefined;
 }
 
-/** A structure file to parse. */
+/**
+ * A structure file to parse.
+ *
+ * Example: {"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK", "format": "STRUCTURE_FORMAT_CIF", "id": "rock salt"}
+ * Example: {"content": "U2kgKGRpYW1vbmQpLCBhID0gNS40MzEgQQo1LjQzMQowLjAgMC41IDAuNQowLjUgMC4wIDAuNQowLjUgMC41IDAuMApTaQoyCkRpcmVjdAowLjAwIDAuMDAgMC4wMAowLjI1IDAuMjUgMC4yNQo=", "options": {"cell": "CELL_CHOICE_CONVENTIONAL"}}
+ */
 export interface ParseStructureRequest {
   /** The file's bytes (UTF-8 or ASCII text). */
   content: Buffer;
@@ -520,7 +525,11 @@ export interface StructureInput {
   block: string;
 }
 
-/** A structure to write out. */
+/**
+ * A structure to write out.
+ *
+ * Example: {"input": {"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK"}, "outputFormat": "STRUCTURE_FORMAT_POSCAR"}
+ */
 export interface WriteStructureRequest {
   /** What to write. */
   input:
@@ -540,7 +549,11 @@ export interface WriteStructureResponse {
   provenance: Provenance | undefined;
 }
 
-/** Structures to encode. */
+/**
+ * Structures to encode.
+ *
+ * Example: {"structures": [{"content": "ZGF0YV9OYUNsCl9jZWxsX2xlbmd0aF9hIDUuNjQwMgpfY2VsbF9sZW5ndGhfYiA1LjY0MDIKX2NlbGxfbGVuZ3RoX2MgNS42NDAyCl9jZWxsX2FuZ2xlX2FscGhhIDkwCl9jZWxsX2FuZ2xlX2JldGEgOTAKX2NlbGxfYW5nbGVfZ2FtbWEgOTAKX3N5bW1ldHJ5X3NwYWNlX2dyb3VwX25hbWVfSC1NICdGIG0gLTMgbScKbG9vcF8KX2F0b21fc2l0ZV9sYWJlbApfYXRvbV9zaXRlX3R5cGVfc3ltYm9sCl9hdG9tX3NpdGVfZnJhY3RfeApfYXRvbV9zaXRlX2ZyYWN0X3kKX2F0b21fc2l0ZV9mcmFjdF96Ck5hMSBOYSAwIDAgMApDbDEgQ2wgMC41IDAuNSAwLjUK"}, {"content": "U2kgKGRpYW1vbmQpLCBhID0gNS40MzEgQQo1LjQzMQowLjAgMC41IDAuNQowLjUgMC4wIDAuNQowLjUgMC41IDAuMApTaQoyCkRpcmVjdAowLjAwIDAuMDAgMC4wMAowLjI1IDAuMjUgMC4yNQo=", "format": "STRUCTURE_FORMAT_POSCAR"}]}
+ */
 export interface EncodeStructureRequest {
   /** The structures, one row each. */
   structures: StructureInput[];
@@ -2810,8 +2823,6 @@ export const StructureServiceService = {
    * field, and whose description names the data block and CIF tag (or the POSCAR line)
    * where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
    * DEADLINE_EXCEEDED; INTERNAL with an error id.
-   *
-   * Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
    */
   parseStructure: {
     path: "/qulab.v1.StructureService/ParseStructure" as const,
@@ -2829,8 +2840,6 @@ export const StructureServiceService = {
    * files convert both ways. CIF output lists every site in P 1 with its occupancy;
    * POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
    * dynamics flags and velocities when the structure has them.
-   *
-   * Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
    */
   writeStructure: {
     path: "/qulab.v1.StructureService/WriteStructure" as const,
@@ -2848,8 +2857,6 @@ export const StructureServiceService = {
    * named columns: composition over elements 1-118, lattice, density, symmetry and
    * element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
    * fail do not fail the call: each has its own status in `item_status`.
-   *
-   * Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
    */
   encodeStructure: {
     path: "/qulab.v1.StructureService/EncodeStructure" as const,
@@ -2872,8 +2879,6 @@ export interface StructureServiceServer extends UntypedServiceImplementation {
    * field, and whose description names the data block and CIF tag (or the POSCAR line)
    * where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
    * DEADLINE_EXCEEDED; INTERNAL with an error id.
-   *
-   * Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
    */
   parseStructure: handleUnaryCall<ParseStructureRequest, ParseStructureResponse>;
   /**
@@ -2881,8 +2886,6 @@ export interface StructureServiceServer extends UntypedServiceImplementation {
    * files convert both ways. CIF output lists every site in P 1 with its occupancy;
    * POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
    * dynamics flags and velocities when the structure has them.
-   *
-   * Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
    */
   writeStructure: handleUnaryCall<WriteStructureRequest, WriteStructureResponse>;
   /**
@@ -2890,8 +2893,6 @@ export interface StructureServiceServer extends UntypedServiceImplementation {
    * named columns: composition over elements 1-118, lattice, density, symmetry and
    * element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
    * fail do not fail the call: each has its own status in `item_status`.
-   *
-   * Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
    */
   encodeStructure: handleUnaryCall<EncodeStructureRequest, EncodeStructureResponse>;
 }
@@ -2904,8 +2905,6 @@ export interface StructureServiceClient extends Client {
    * field, and whose description names the data block and CIF tag (or the POSCAR line)
    * where the file is wrong, with the line number where it is known; RESOURCE_EXHAUSTED;
    * DEADLINE_EXCEEDED; INTERNAL with an error id.
-   *
-   * Example: {"content": "ZGF0YV9OYUNsCg==", "format": "STRUCTURE_FORMAT_CIF"}
    */
   parseStructure(
     request: ParseStructureRequest,
@@ -2927,8 +2926,6 @@ export interface StructureServiceClient extends Client {
    * files convert both ways. CIF output lists every site in P 1 with its occupancy;
    * POSCAR output is VASP 5 with a species line, Direct coordinates, and the selective
    * dynamics flags and velocities when the structure has them.
-   *
-   * Example: {"content": "ZGF0YV9OYUNsCg==", "output_format": "STRUCTURE_FORMAT_POSCAR"}
    */
   writeStructure(
     request: WriteStructureRequest,
@@ -2950,8 +2947,6 @@ export interface StructureServiceClient extends Client {
    * named columns: composition over elements 1-118, lattice, density, symmetry and
    * element-property statistics (see `EncodeStructureResponse.feature_names`). Items that
    * fail do not fail the call: each has its own status in `item_status`.
-   *
-   * Example: {"structures": [{"content": "ZGF0YV9OYUNsCg=="}]}
    */
   encodeStructure(
     request: EncodeStructureRequest,

@@ -29,7 +29,14 @@ export const protobufFileName = "qulab/v1/units.proto";
  * for wavelength, wavenumber, frequency and energy.
  */
 
-/** Values to convert. */
+/**
+ * Values to convert.
+ *
+ * Example: {"values": [500, 632.8], "fromUnit": "nm", "toUnit": "1/cm", "context": "spectroscopy"}
+ * Example: {"values": [1, 10], "fromUnit": "kcal/mol", "toUnit": "kJ/mol"}
+ * Example: {"values": [2.0], "fromUnit": "eV", "toUnit": "nm", "context": "spectroscopy"}
+ * Example: {"values": [25, 100], "fromUnit": "degC", "toUnit": "K"}
+ */
 export interface ConvertUnitsRequest {
   /** The values, for a few scalars. Exactly one of `values` and `tensor` is given. */
   values: number[];
@@ -386,8 +393,6 @@ export const UnitServiceService = {
    * unknown unit or context, or units of different dimensions (with the context that would
    * relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
    * `tensor` are given.
-   *
-   * Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
    */
   convertUnits: {
     path: "/qulab.v1.UnitService/ConvertUnits" as const,
@@ -409,8 +414,6 @@ export interface UnitServiceServer extends UntypedServiceImplementation {
    * unknown unit or context, or units of different dimensions (with the context that would
    * relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
    * `tensor` are given.
-   *
-   * Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
    */
   convertUnits: handleUnaryCall<ConvertUnitsRequest, ConvertUnitsResponse>;
 }
@@ -423,8 +426,6 @@ export interface UnitServiceClient extends Client {
    * unknown unit or context, or units of different dimensions (with the context that would
    * relate them, if one would); INVALID_ARGUMENT when both or neither of `values` and
    * `tensor` are given.
-   *
-   * Example: {"values": [500], "from_unit": "nm", "to_unit": "1/cm", "context": "spectroscopy"}
    */
   convertUnits(
     request: ConvertUnitsRequest,
