@@ -193,10 +193,15 @@ class SpanExporter:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._delay_s)
+            # Woken when a batch is full: send full batches only, and leave the rest for
+            # the next full batch or the schedule. (Sending the rest too, at once, made
+            # most exports the few spans that had arrived during the one before: measured
+            # in the observability bench, 100 spans per export rather than 512, five times
+            # the requests to the collector.) On the schedule, or when stopping: all.
+            woken = self._wake.wait(self._delay_s)
             self._wake.clear()
             stopping = self._stopping
-            while self._queue:
+            while self._queue and (stopping or not woken or self._queued_spans >= self._batch):
                 self._export_some()
             if stopping:
                 return
