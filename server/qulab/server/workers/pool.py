@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +146,13 @@ class WorkerPool:
         self._ctx.set_forkserver_preload(["qulab.server.workers._ops"])
         # Process.start() talks to the forkserver synchronously: keep it off the event loop.
         self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spawner")
+        # Held around every read of a worker's exit status. The forkserver sends a child's
+        # status once, down a pipe, and Process.start() reads the statuses of finished
+        # children too (multiprocessing's `_cleanup`): when a replacement starts while the
+        # dead worker is reaped, two threads read that pipe, and the one that finds it
+        # empty records exit code 255 (measured: "exit code 255" logged for a SIGSEGV,
+        # 3 times in 8).
+        self._status_lock = threading.Lock()
         self._workers: set[_Worker] = set()
         self._idle: list[_Worker] = []
         self._queues: dict[str, collections.deque[_Item]] = collections.defaultdict(
@@ -368,8 +376,8 @@ class WorkerPool:
             self.stats.replaced += 1
             self.stats.replaced_at.append(time.monotonic())
             self._start_replacement()
-        await asyncio.get_running_loop().run_in_executor(None, worker.process.join, _STOP_TIMEOUT_S)
-        if worker.process.exitcode is None:
+        exitcode = await asyncio.get_running_loop().run_in_executor(None, self._reap, worker)
+        if exitcode is None:
             worker.process.kill()
         if error_id is not None:
             self.stats.crashed += 1
@@ -379,10 +387,25 @@ class WorkerPool:
                     "error_id": error_id,
                     "op": op,
                     "worker_pid": worker.pid,
-                    "cause": _describe_exit(worker.process.exitcode),
+                    "cause": _describe_exit(exitcode),
                 },
             )
         worker.gone.set_result(None)
+
+    def _reap(self, worker: _Worker) -> int | None:
+        """The exit code of a worker whose socket closed, once it has exited (None if it
+        has not within _STOP_TIMEOUT_S). Polled under the status lock, in a thread."""
+        end = time.monotonic() + _STOP_TIMEOUT_S
+        while True:
+            with self._status_lock:
+                exitcode = worker.process.exitcode
+            if exitcode is not None or time.monotonic() >= end:
+                return exitcode
+            time.sleep(0.005)
+
+    def _start(self, process: multiprocessing.process.BaseProcess) -> None:
+        with self._status_lock:  # start() reads finished children's statuses
+            process.start()
 
     def _fail_current(self, worker: _Worker, item: _Item) -> str | None:
         """Fail the item a dead worker was computing; the error id of a crash, if any."""
@@ -426,7 +449,7 @@ class WorkerPool:
         )
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._spawner, process.start)
+            await loop.run_in_executor(self._spawner, self._start, process)
         finally:
             theirs.close()
         worker = _Worker(process)
