@@ -33,6 +33,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 __all__ = [
     "GO_CANDIDATES",
@@ -50,6 +51,7 @@ __all__ = [
     "locked",
     "pinned_version",
     "require_go",
+    "run_bounded",
     "run_logged",
 ]
 
@@ -231,31 +233,50 @@ def run_logged(
     with log_path.open("a") as log:
         log.write(f"$ {what}\n")
         log.flush()
-        process = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,  # so a timeout can stop what it started too
-        )
         try:
-            output, _ = process.communicate(timeout=timeout)
+            done = run_bounded(argv, timeout=timeout, cwd=cwd, env=env, stderr=log)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
             raise ToolchainUnavailable(
                 f"`{what}` took over {timeout:.0f} s (log: {log_path})"
             ) from None
-        log.write(output)
-    if process.returncode != 0:
+        log.write(done.stdout)
+    if done.returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise ToolchainUnavailable(
-            f"`{what}` exited {process.returncode} (log: {log_path}): " + " | ".join(tail)
+            f"`{what}` exited {done.returncode} (log: {log_path}): " + " | ".join(tail)
         )
-    return output
+    return done.stdout
+
+
+def run_bounded(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stderr: int | IO[str] = subprocess.PIPE,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end, its stdout captured (`stderr` as subprocess takes it).
+    Past `timeout` it is stopped with everything it started (compilers, test binaries:
+    it runs in a session of its own) and subprocess.TimeoutExpired is raised, with the
+    output it wrote."""
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, errors = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, errors = process.communicate()
+        raise subprocess.TimeoutExpired(list(argv), timeout, output, errors) from None
+    return subprocess.CompletedProcess(list(argv), process.returncode, output, errors)
 
 
 def _digest(folder: Path, names: Sequence[str]) -> str:

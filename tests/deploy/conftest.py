@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from scripts import toolchains
 from tests.conftest import ROOT
 from tests.conftest import tool_unavailable as unavailable
 from tests.deploy import _tools
@@ -32,17 +33,12 @@ Manifest = dict[str, Any]
 T = TypeVar("T")
 
 
-def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a tool to its end (bounded), stdout and stderr captured."""
-    return subprocess.run(
-        list(argv),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        **kwargs,
-    )
+def run(
+    argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool to its end (bounded: stopped with all it started past RUN_TIMEOUT_S),
+    stdout and stderr captured."""
+    return toolchains.run_bounded(argv, timeout=RUN_TIMEOUT_S, env=env)
 
 
 @dataclass(frozen=True)

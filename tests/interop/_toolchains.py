@@ -11,9 +11,7 @@ there, a client nobody could test must not pass for a tested one.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -101,23 +99,14 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a command to its end, its stderr merged into its stdout; past `timeout`, stop it
     and everything it started (compilers, test binaries) and fail the test."""
-    process = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"`{' '.join(argv)}` took over {timeout:.0f} s:\n{output}", pytrace=False)
-    return subprocess.CompletedProcess(list(argv), process.returncode, output)
+        return toolchains.run_bounded(
+            argv, timeout=timeout, cwd=cwd, env=env, stderr=subprocess.STDOUT
+        )
+    except subprocess.TimeoutExpired as overrun:
+        pytest.fail(
+            f"`{' '.join(argv)}` took over {timeout:.0f} s:\n{overrun.output}", pytrace=False
+        )
 
 
 def _canonical(smiles: str) -> str:
